@@ -1,0 +1,271 @@
+/*
+ * dfs: mount tiers, fastest first, as one tree.  main() and usage() only.
+ */
+#include "config.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: dfs [-fdV] [-o option[,option...]] TIER0 TIER1 [TIER...] "
+	    "MOUNTPOINT\n");
+	exit(2);
+}
+
+/* Append one -o option to the string passed to libfuse. */
+static int
+dfs_add_opt(char **opts, const char *opt)
+{
+	char	*s;
+
+	if (*opts == NULL)
+		s = strdup(opt);
+	else if (asprintf(&s, "%s,%s", *opts, opt) == -1)
+		s = NULL;
+	if (s == NULL)
+		return (-1);
+	free(*opts);
+	*opts = s;
+	return (0);
+}
+
+/* dfs's own -o options are taken here; the rest go to libfuse. */
+static int
+dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
+{
+	char	*opt, *end, *val;
+
+	while ((opt = strsep(&arg, ",")) != NULL) {
+		if (*opt == '\0')
+			continue;
+		val = strchr(opt, '=');
+		if (strncmp(opt, "attr_timeout=", 13) == 0 ||
+		    strncmp(opt, "entry_timeout=", 14) == 0) {
+			double	d = strtod(val + 1, &end);
+
+			if (*end != '\0' || val[1] == '\0' || d < 0) {
+				asprintf(cause, "-o %s: a number of seconds "
+				    "is expected", opt);
+				return (-1);
+			}
+			if (opt[0] == 'a')
+				dfs.attr_timeout = d;
+			else
+				dfs.entry_timeout = d;
+			continue;
+		}
+		if (dfs_add_opt(fuse_opts, opt) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+/* Each open handle and each directory on each tier costs a descriptor. */
+static void
+dfs_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/*
+ * Fork; the parent waits for the child to report the mount up (an empty
+ * message) or the text of the error that stopped it, so a failed start
+ * still exits non-zero at the terminal.
+ */
+static int
+dfs_daemonise(int *report)
+{
+	char	buf[1024];
+	ssize_t	n;
+	int	fds[2], status;
+	pid_t	pid;
+
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		fatal("pipe");
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid == 0) {
+		close(fds[0]);
+		setsid();
+		*report = fds[1];
+		return (0);
+	}
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof buf - 1);
+	if (n == 1 && buf[0] == '\0')
+		exit(0);
+	if (n > 0) {
+		buf[n] = '\0';
+		fprintf(stderr, "dfs: %s\n", buf);
+	} else
+		fprintf(stderr, "dfs: start-up failed\n");
+	waitpid(pid, &status, 0);
+	exit(1);
+}
+
+static void
+dfs_report(int fd, const char *msg)
+{
+	if (fd == -1)
+		return;
+	if (msg == NULL)
+		(void)!write(fd, "", 1);
+	else
+		(void)!write(fd, msg, strlen(msg));
+	close(fd);
+}
+
+static void __attribute__((noreturn))
+dfs_fail(int report, const char *fmt, ...)
+{
+	char	buf[1024];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (report != -1)
+		dfs_report(report, buf);
+	else
+		fprintf(stderr, "dfs: %s\n", buf);
+	exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct fuse_args	 args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session	*se;
+	struct fuse_loop_config	*lc;
+	struct stat		 st;
+	char			*fuse_opts = NULL, *cause = NULL;
+	int			 ch, foreground = 0, report = -1, rv, i, nfd;
+	const char		*mnt;
+
+	dfs.attr_timeout = 1.0;
+	dfs.entry_timeout = 1.0;
+	if (dfs_add_opt(&fuse_opts, "default_permissions,fsname=dfs,"
+	    "subtype=dfs") != 0)
+		fatalx("out of memory");
+	while ((ch = getopt(argc, argv, "dfho:V")) != -1) {
+		switch (ch) {
+		case 'd':
+			dfs.debug = 1;
+			foreground = 1;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'o':
+			if (dfs_parse_opts(optarg, &fuse_opts, &cause) != 0) {
+				fprintf(stderr, "dfs: %s\n", cause);
+				exit(2);
+			}
+			break;
+		case 'V':
+			printf("dfs %s\n", PACKAGE_VERSION);
+			exit(0);
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 3) {
+		fprintf(stderr, "dfs: need at least two tiers and a mount "
+		    "point, %d argument%s given\n", argc, argc == 1 ? "" : "s");
+		usage();
+	}
+	mnt = argv[argc - 1];
+	if (stat(mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
+		    errno != 0 && !S_ISDIR(st.st_mode) ? strerror(errno) :
+		    "not a directory");
+		exit(2);
+	}
+	for (i = 0; i < argc - 1; i++) {
+		if (tier_add(NULL, argv[i], &cause) != 0) {
+			fprintf(stderr, "dfs: %s\n", cause);
+			exit(2);
+		}
+	}
+	if (tier_check_layout(mnt, &cause) != 0) {
+		fprintf(stderr, "dfs: %s\n", cause);
+		exit(2);
+	}
+	dfs.mountpoint = strdup(mnt);
+
+	/* Modes reach the tiers exactly as the client asked. */
+	umask(0);
+	dfs_raise_nofile();
+	if (!foreground)
+		dfs_daemonise(&report);
+	log_init(foreground, dfs.debug);
+
+	if ((rv = node_init()) != 0)
+		dfs_fail(report, "node table: %s", strerror(-rv));
+	if (fuse_opt_add_arg(&args, "dfs") != 0 ||
+	    fuse_opt_add_arg(&args, "-o") != 0 ||
+	    fuse_opt_add_arg(&args, fuse_opts) != 0 ||
+	    (dfs.debug && fuse_opt_add_arg(&args, "-d") != 0))
+		dfs_fail(report, "out of memory");
+	se = fuse_session_new(&args, &op_table, sizeof op_table, NULL);
+	if (se == NULL)
+		dfs_fail(report, "invalid FUSE options: %s", fuse_opts);
+	if (fuse_set_signal_handlers(se) != 0)
+		dfs_fail(report, "signal handlers: %s", strerror(errno));
+	if (fuse_session_mount(se, mnt) != 0)
+		dfs_fail(report, "cannot mount on %s", mnt);
+	log_info("mounted %s with %d tiers", mnt, dfs.ntiers);
+
+	if (report != -1) {
+		if (chdir("/") == -1)
+			log_warn("chdir /: %s", strerror(errno));
+		if ((nfd = open("/dev/null", O_RDWR)) != -1) {
+			dup2(nfd, STDIN_FILENO);
+			dup2(nfd, STDOUT_FILENO);
+			dup2(nfd, STDERR_FILENO);
+			if (nfd > STDERR_FILENO)
+				close(nfd);
+		}
+		dfs_report(report, NULL);
+	}
+
+	if ((lc = fuse_loop_cfg_create()) == NULL)
+		rv = -1;
+	else {
+		fuse_loop_cfg_set_clone_fd(lc, 1);
+		fuse_loop_cfg_set_max_threads(lc, 16);
+		rv = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	node_shutdown();
+	tier_close_all();
+	free(fuse_opts);
+	log_info("unmounted %s", mnt);
+	return (rv == 0 ? 0 : 1);
+}

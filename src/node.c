@@ -1,0 +1,522 @@
+/*
+ * The node table: node id -> node, (parent, name) -> node, and backing
+ * identity -> node so that hard-linked names share one node.  One mutex
+ * guards the table; backing calls are made without it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+static pthread_mutex_t	 node_mtx = PTHREAD_MUTEX_INITIALIZER;
+static void		*node_ids;	/* struct node, by id */
+static void		*node_names;	/* struct alias, by parent id and name */
+static void		*node_inos;	/* struct node (files), by tier/dev/ino */
+static struct node	*node_rootp;
+static fuse_ino_t	 node_next_id = FUSE_ROOT_ID + 1;
+static unsigned long	 node_total;
+
+static int
+node_cmp_id(const void *a, const void *b)
+{
+	const struct node	*x = a, *y = b;
+
+	return (x->id < y->id ? -1 : x->id > y->id);
+}
+
+static int
+node_cmp_name(const void *a, const void *b)
+{
+	const struct alias	*x = a, *y = b;
+
+	if (x->parent->id != y->parent->id)
+		return (x->parent->id < y->parent->id ? -1 : 1);
+	return (strcmp(x->name, y->name));
+}
+
+static int
+node_cmp_ino(const void *a, const void *b)
+{
+	const struct node	*x = a, *y = b;
+
+	if (x->tier != y->tier)
+		return (x->tier < y->tier ? -1 : 1);
+	if (x->dev != y->dev)
+		return (x->dev < y->dev ? -1 : 1);
+	return (x->ino < y->ino ? -1 : x->ino > y->ino);
+}
+
+static struct node *
+node_alloc(int is_dir)
+{
+	struct node	*n;
+	int		 t;
+
+	if ((n = calloc(1, sizeof *n)) == NULL)
+		return (NULL);
+	n->is_dir = is_dir;
+	n->subdirs = -1;
+	for (t = 0; t < DFS_MAX_TIERS; t++)
+		n->fds[t] = DIRFD_ABSENT;
+	return (n);
+}
+
+int
+node_init(void)
+{
+	struct node	*n;
+	int		 t;
+
+	if ((n = node_alloc(1)) == NULL)
+		return (-ENOMEM);
+	n->id = FUSE_ROOT_ID;
+	n->nlookup = 1;
+	n->refs = 1;
+	for (t = 0; t < dfs.ntiers; t++)
+		n->fds[t] = dfs.tiers[t].fd;
+	if (tsearch(n, &node_ids, node_cmp_id) == NULL) {
+		free(n);
+		return (-ENOMEM);
+	}
+	node_rootp = n;
+	node_total = 1;
+	return (0);
+}
+
+static void
+node_noop(void *p)
+{
+	(void)p;
+}
+
+void
+node_shutdown(void)
+{
+	/* The process is exiting: let the kernel reclaim the handles. */
+	tdestroy(node_names, node_noop);
+	tdestroy(node_inos, node_noop);
+	tdestroy(node_ids, node_noop);
+	node_names = node_inos = node_ids = NULL;
+}
+
+struct node *
+node_root(void)
+{
+	return (node_rootp);
+}
+
+unsigned long
+node_count(void)
+{
+	unsigned long	n;
+
+	pthread_mutex_lock(&node_mtx);
+	n = node_total;
+	pthread_mutex_unlock(&node_mtx);
+	return (n);
+}
+
+static void	node_release_locked(struct node *);
+
+/* Unhook one alias from its node and the name tree; drops the parent ref. */
+static void
+node_alias_drop_locked(struct alias *a)
+{
+	struct alias	**ap;
+	struct node	 *parent = a->parent;
+
+	tdelete(a, &node_names, node_cmp_name);
+	for (ap = &a->node->aliases; *ap != NULL; ap = &(*ap)->next) {
+		if (*ap == a) {
+			*ap = a->next;
+			break;
+		}
+	}
+	free(a->name);
+	free(a);
+	parent->refs--;
+	node_release_locked(parent);
+}
+
+static void
+node_release_locked(struct node *n)
+{
+	int	t;
+
+	if (n->nlookup != 0 || n->refs != 0 || n == node_rootp)
+		return;
+	tdelete(n, &node_ids, node_cmp_id);
+	if (!n->is_dir)
+		tdelete(n, &node_inos, node_cmp_ino);
+	node_total--;
+	/* A node can be freed only once nothing refers to it. */
+	n->refs = 1;
+	while (n->aliases != NULL)
+		node_alias_drop_locked(n->aliases);
+	for (t = 0; t < DFS_MAX_TIERS; t++)
+		if (n->fds[t] >= 0)
+			close(n->fds[t]);
+	free(n);
+}
+
+struct node *
+node_get(fuse_ino_t id)
+{
+	struct node	 key, **np, *n = NULL;
+
+	key.id = id;
+	pthread_mutex_lock(&node_mtx);
+	if ((np = tfind(&key, &node_ids, node_cmp_id)) != NULL) {
+		n = *np;
+		n->refs++;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	return (n);
+}
+
+void
+node_ref(struct node *n)
+{
+	pthread_mutex_lock(&node_mtx);
+	n->refs++;
+	pthread_mutex_unlock(&node_mtx);
+}
+
+void
+node_put(struct node *n)
+{
+	if (n == NULL)
+		return;
+	pthread_mutex_lock(&node_mtx);
+	n->refs--;
+	node_release_locked(n);
+	pthread_mutex_unlock(&node_mtx);
+}
+
+void
+node_forget(fuse_ino_t id, uint64_t count)
+{
+	struct node	 key, **np, *n;
+
+	key.id = id;
+	pthread_mutex_lock(&node_mtx);
+	if ((np = tfind(&key, &node_ids, node_cmp_id)) != NULL) {
+		n = *np;
+		n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
+		node_release_locked(n);
+	}
+	pthread_mutex_unlock(&node_mtx);
+}
+
+static struct alias *
+node_alias_find_locked(struct node *parent, const char *name)
+{
+	struct alias	 key, **ap;
+
+	key.parent = parent;
+	key.name = (char *)name;
+	ap = tfind(&key, &node_names, node_cmp_name);
+	return (ap == NULL ? NULL : *ap);
+}
+
+static int
+node_alias_add_locked(struct node *n, struct node *parent, const char *name)
+{
+	struct alias	*a;
+
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return (-ENOMEM);
+	if ((a->name = strdup(name)) == NULL) {
+		free(a);
+		return (-ENOMEM);
+	}
+	a->parent = parent;
+	a->node = n;
+	if (tsearch(a, &node_names, node_cmp_name) == NULL) {
+		free(a->name);
+		free(a);
+		return (-ENOMEM);
+	}
+	a->next = n->aliases;
+	n->aliases = a;
+	parent->refs++;
+	return (0);
+}
+
+/*
+ * The handle of directory dir on tier t, opened on first use from the
+ * parent's handle on that tier.  It stays valid while the caller holds a
+ * reference on dir.  -ENOENT if the directory is not on that tier.
+ */
+int
+node_dirfd(struct node *dir, int t)
+{
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	int		 fd, pfd;
+
+	pthread_mutex_lock(&node_mtx);
+	fd = dir->fds[t];
+	if (fd != DIRFD_UNKNOWN || dir->aliases == NULL) {
+		pthread_mutex_unlock(&node_mtx);
+		return (fd >= 0 ? fd : -ENOENT);
+	}
+	parent = dir->aliases->parent;
+	parent->refs++;
+	strcpy(name, dir->aliases->name);
+	pthread_mutex_unlock(&node_mtx);
+
+	pfd = node_dirfd(parent, t);
+	if (pfd >= 0)
+		fd = tier_openat(t, pfd, name, O_PATH | O_DIRECTORY, 0);
+	else
+		fd = pfd;
+	node_put(parent);
+
+	pthread_mutex_lock(&node_mtx);
+	if (dir->fds[t] == DIRFD_UNKNOWN)
+		dir->fds[t] = fd >= 0 ? fd : DIRFD_ABSENT;
+	else if (fd >= 0)
+		close(fd);
+	fd = dir->fds[t];
+	if (fd >= 0 && t < dir->tier)
+		dir->tier = t;
+	pthread_mutex_unlock(&node_mtx);
+	return (fd >= 0 ? fd : -ENOENT);
+}
+
+/* Make sure every tier's state of dir is known; returns how many hold it. */
+int
+node_tiers_known(struct node *dir)
+{
+	int	t, n = 0;
+
+	for (t = 0; t < dfs.ntiers; t++)
+		if (node_dirfd(dir, t) >= 0)
+			n++;
+	return (n);
+}
+
+/* A directory dfs just created (or found) on tier t: record its handle. */
+void
+node_dir_created(struct node *dir, int t, int fd)
+{
+	pthread_mutex_lock(&node_mtx);
+	if (dir->fds[t] < 0)
+		dir->fds[t] = fd;
+	else
+		close(fd);
+	if (t < dir->tier)
+		dir->tier = t;
+	pthread_mutex_unlock(&node_mtx);
+}
+
+void
+node_subdirs_changed(struct node *dir)
+{
+	pthread_mutex_lock(&node_mtx);
+	dir->subdirs = -1;
+	pthread_mutex_unlock(&node_mtx);
+}
+
+/*
+ * One current name of n: its parent (referenced; node_put it) and the
+ * name copied to buf.  -ENOENT when n has no known name left.
+ */
+int
+node_name(struct node *n, struct node **parent, char *buf, size_t len)
+{
+	int	rv = 0;
+
+	pthread_mutex_lock(&node_mtx);
+	if (n->aliases == NULL)
+		rv = -ENOENT;
+	else if (strlen(n->aliases->name) >= len)
+		rv = -ENAMETOOLONG;
+	else {
+		*parent = n->aliases->parent;
+		(*parent)->refs++;
+		strcpy(buf, n->aliases->name);
+	}
+	pthread_mutex_unlock(&node_mtx);
+	return (rv);
+}
+
+/*
+ * Find or make the node for name in parent, as the probe found it, and
+ * count one kernel lookup on it.  A cached name that now leads elsewhere
+ * is dropped from the old node.
+ */
+struct node *
+node_enter(struct node *parent, const char *name, const struct probe *p)
+{
+	struct node	*n = NULL, key, **np;
+	struct alias	*a;
+	int		 is_dir = S_ISDIR(p->st.st_mode), t;
+
+	pthread_mutex_lock(&node_mtx);
+	if ((a = node_alias_find_locked(parent, name)) != NULL) {
+		n = a->node;
+		if (n->is_dir && is_dir)
+			goto found;
+		if (!n->is_dir && !is_dir && n->tier == p->tier &&
+		    n->dev == p->st.st_dev && n->ino == p->st.st_ino)
+			goto found;
+		node_alias_drop_locked(a);
+		n = NULL;
+	}
+	if (!is_dir) {
+		key.tier = p->tier;
+		key.dev = p->st.st_dev;
+		key.ino = p->st.st_ino;
+		if ((np = tfind(&key, &node_inos, node_cmp_ino)) != NULL) {
+			n = *np;
+			if (node_alias_add_locked(n, parent, name) != 0)
+				n = NULL;
+			goto found;
+		}
+	}
+	if ((n = node_alloc(is_dir)) == NULL)
+		goto found;
+	n->id = node_next_id++;
+	n->tier = p->tier;
+	n->dev = p->st.st_dev;
+	n->ino = p->st.st_ino;
+	if (is_dir) {
+		/* Tiers before the first hit were probed and lack it. */
+		for (t = p->tier; t < dfs.ntiers; t++)
+			n->fds[t] = DIRFD_UNKNOWN;
+	}
+	if (tsearch(n, &node_ids, node_cmp_id) == NULL)
+		goto fail;
+	if (!is_dir && tsearch(n, &node_inos, node_cmp_ino) == NULL) {
+		tdelete(n, &node_ids, node_cmp_id);
+		goto fail;
+	}
+	if (node_alias_add_locked(n, parent, name) != 0) {
+		tdelete(n, &node_ids, node_cmp_id);
+		if (!is_dir)
+			tdelete(n, &node_inos, node_cmp_ino);
+		goto fail;
+	}
+	node_total++;
+found:
+	if (n != NULL)
+		n->nlookup++;
+	pthread_mutex_unlock(&node_mtx);
+	return (n);
+fail:
+	free(n);
+	pthread_mutex_unlock(&node_mtx);
+	return (NULL);
+}
+
+/* The node cached for name in parent, referenced, or NULL. */
+struct node *
+node_find(struct node *parent, const char *name)
+{
+	struct alias	*a;
+	struct node	*n = NULL;
+
+	pthread_mutex_lock(&node_mtx);
+	if ((a = node_alias_find_locked(parent, name)) != NULL) {
+		n = a->node;
+		n->refs++;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	return (n);
+}
+
+/* name in parent is gone (unlink, rmdir, replaced by a rename). */
+void
+node_alias_remove(struct node *parent, const char *name)
+{
+	struct alias	*a;
+
+	pthread_mutex_lock(&node_mtx);
+	parent->refs++;
+	if ((a = node_alias_find_locked(parent, name)) != NULL)
+		node_alias_drop_locked(a);
+	parent->refs--;
+	node_release_locked(parent);
+	pthread_mutex_unlock(&node_mtx);
+}
+
+/* A rename: the name moves, whatever was at the new name loses it. */
+void
+node_alias_move(struct node *oparent, const char *oname, struct node *nparent,
+    const char *nname)
+{
+	struct alias	*a, *old;
+	char		*copy;
+
+	if ((copy = strdup(nname)) == NULL) {
+		/* Forgetting the cached names is always safe. */
+		node_alias_remove(oparent, oname);
+		node_alias_remove(nparent, nname);
+		return;
+	}
+	pthread_mutex_lock(&node_mtx);
+	oparent->refs++;
+	nparent->refs++;
+	if ((old = node_alias_find_locked(nparent, nname)) != NULL)
+		node_alias_drop_locked(old);
+	if ((a = node_alias_find_locked(oparent, oname)) != NULL) {
+		tdelete(a, &node_names, node_cmp_name);
+		free(a->name);
+		a->name = copy;
+		copy = NULL;
+		nparent->refs++;
+		a->parent = nparent;
+		oparent->refs--;
+		if (tsearch(a, &node_names, node_cmp_name) == NULL)
+			node_alias_drop_locked(a);
+	}
+	oparent->refs--;
+	nparent->refs--;
+	node_release_locked(oparent);
+	node_release_locked(nparent);
+	pthread_mutex_unlock(&node_mtx);
+	free(copy);
+}
+
+/* Exchange: the two names swap their nodes. */
+void
+node_alias_swap(struct node *p1, const char *n1, struct node *p2,
+    const char *n2)
+{
+	struct alias	*a, *b;
+	struct node	*na;
+	struct alias	**ap;
+
+	pthread_mutex_lock(&node_mtx);
+	a = node_alias_find_locked(p1, n1);
+	b = node_alias_find_locked(p2, n2);
+	if (a != NULL && b != NULL) {
+		/* Swap the nodes the two dentries lead to. */
+		na = a->node;
+		for (ap = &na->aliases; *ap != a; ap = &(*ap)->next)
+			;
+		*ap = a->next;
+		for (ap = &b->node->aliases; *ap != b; ap = &(*ap)->next)
+			;
+		*ap = b->next;
+		a->node = b->node;
+		a->next = a->node->aliases;
+		a->node->aliases = a;
+		b->node = na;
+		b->next = na->aliases;
+		na->aliases = b;
+		pthread_mutex_unlock(&node_mtx);
+		return;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	node_alias_remove(p1, n1);
+	node_alias_remove(p2, n2);
+}

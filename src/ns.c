@@ -1,0 +1,431 @@
+/*
+ * Namespace changes in the merged tree: creation lands on tier 0 with any
+ * missing parents made like the existing ones; unlink, rmdir, rename and
+ * link act on the tiers that hold the names, so that a name exists once
+ * and no client ever sees EXDEV.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+/*
+ * After a change on tier t inside dir, move dir's mtime and ctime on the
+ * tier its attributes come from, as a local filesystem would.
+ */
+void
+ns_touch_dir(struct node *dir, int t)
+{
+	struct timespec	ts[2] = { { 0, UTIME_OMIT }, { 0, UTIME_NOW } };
+	int		fd, at = dir->tier;
+
+	if (at == t || (fd = node_dirfd(dir, at)) < 0)
+		return;
+	tier_utimensat(at, fd, "", ts);
+}
+
+/*
+ * The handle of dir on tier t, creating it there (and its missing parents)
+ * with the mode, owner, extended attributes and times of the existing one.
+ */
+int
+ns_ensure_dir(struct node *dir, int t)
+{
+	struct timespec	 ts[2];
+	struct stat	 st, pst;
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	int		 fd, pfd, afd, rv, restore;
+
+	if ((fd = node_dirfd(dir, t)) >= 0)
+		return (fd);
+	if ((rv = node_name(dir, &parent, name, sizeof name)) != 0)
+		return (rv);
+	if ((pfd = ns_ensure_dir(parent, t)) < 0) {
+		rv = pfd;
+		goto out;
+	}
+	afd = node_dirfd(dir, dir->tier);
+	if (afd < 0 || (rv = tier_fstatat(dir->tier, afd, "", &st)) != 0) {
+		rv = afd < 0 ? afd : rv;
+		goto out;
+	}
+	/* Making it must not look like a change to the parent. */
+	restore = parent->tier == t && tier_fstatat(t, pfd, "", &pst) == 0;
+	rv = tier_mkdirat(t, pfd, name, st.st_mode & 07777);
+	if (rv != 0 && rv != -EEXIST)
+		goto out;
+	if ((fd = tier_openat(t, pfd, name, O_PATH | O_DIRECTORY, 0)) < 0) {
+		rv = fd;
+		goto out;
+	}
+	if (rv == 0) {
+		tier_fchownat(t, fd, "", st.st_uid, st.st_gid);
+		tier_fchmodat(t, fd, "", st.st_mode & 07777);
+		tier_copy_xattrs(afd, fd, 0);
+		ts[0] = st.st_atim;
+		ts[1] = st.st_mtim;
+		tier_utimensat(t, fd, "", ts);
+		if (restore) {
+			ts[0] = pst.st_atim;
+			ts[1] = pst.st_mtim;
+			tier_utimensat(t, pfd, "", ts);
+		}
+	}
+	node_dir_created(dir, t, fd);
+	rv = node_dirfd(dir, t);
+out:
+	node_put(parent);
+	return (rv);
+}
+
+/*
+ * Give a new object the caller's ownership.  dfs creates as root, so the
+ * group comes from the caller unless the directory is setgid (then the
+ * backing filesystem already gave it the directory's group); chown clears
+ * set-id bits, so they are put back.
+ */
+static int
+ns_own(int t, int dirfd, const char *name, int fd, mode_t mode,
+    const struct fuse_ctx *ctx)
+{
+	struct stat	dst;
+	gid_t		gid = ctx->gid;
+	int		rv;
+
+	if (tier_fstatat(t, dirfd, "", &dst) == 0 && (dst.st_mode & S_ISGID))
+		gid = (gid_t)-1;
+	if (fd >= 0)
+		rv = tier_fchownat(t, fd, "", ctx->uid, gid);
+	else
+		rv = tier_fchownat(t, dirfd, name, ctx->uid, gid);
+	if (rv != 0)
+		return (rv);
+	if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode))
+		rv = tier_fchmodat(t, fd >= 0 ? fd : dirfd,
+		    fd >= 0 ? "" : name, mode & 07777);
+	return (rv);
+}
+
+/* A name about to be made must not exist on any tier. */
+static int
+ns_absent(struct node *parent, const char *name)
+{
+	struct probe	p;
+	int		rv;
+
+	rv = resolve_probe(parent, name, &p);
+	if (rv == 0)
+		return (-EEXIST);
+	return (rv == -ENOENT ? 0 : rv);
+}
+
+/* mkdir, mknod and symlink: a new name on tier 0. */
+int
+ns_make(struct node *parent, const char *name, mode_t mode, dev_t rdev,
+    const char *target, const struct fuse_ctx *ctx,
+    struct fuse_entry_param *e)
+{
+	int	pfd, rv;
+
+	if ((rv = ns_absent(parent, name)) != 0)
+		return (rv);
+	if ((pfd = ns_ensure_dir(parent, 0)) < 0)
+		return (pfd);
+	if (target != NULL)
+		rv = tier_symlinkat(0, target, pfd, name);
+	else if (S_ISDIR(mode))
+		rv = tier_mkdirat(0, pfd, name, mode & 07777);
+	else
+		rv = tier_mknodat(0, pfd, name, mode, rdev);
+	if (rv != 0)
+		return (rv);
+	if (target != NULL)
+		mode = S_IFLNK | 0777;
+	if ((rv = ns_own(0, pfd, name, -1, mode, ctx)) != 0 ||
+	    (rv = resolve_lookup_at(parent, name, 0, e)) != 0) {
+		tier_unlinkat(0, pfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+		return (rv);
+	}
+	if (S_ISDIR(mode))
+		node_subdirs_changed(parent);
+	ns_touch_dir(parent, 0);
+	return (0);
+}
+
+/* create: a new regular file on tier 0, opened; *fdp is its handle. */
+int
+ns_create(struct node *parent, const char *name, mode_t mode, int flags,
+    const struct fuse_ctx *ctx, struct fuse_entry_param *e, int *fdp)
+{
+	int	pfd, fd, rv;
+
+	if ((rv = ns_absent(parent, name)) != 0)
+		return (rv);
+	if ((pfd = ns_ensure_dir(parent, 0)) < 0)
+		return (pfd);
+	flags &= ~O_NOFOLLOW;
+	fd = tier_openat(0, pfd, name, flags | O_CREAT | O_EXCL, mode & 07777);
+	if (fd < 0)
+		return (fd);
+	if ((rv = ns_own(0, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
+	    (rv = resolve_lookup_at(parent, name, 0, e)) != 0) {
+		close(fd);
+		tier_unlinkat(0, pfd, name, 0);
+		return (rv);
+	}
+	ns_touch_dir(parent, 0);
+	*fdp = fd;
+	return (0);
+}
+
+/* link: on the tier that holds the file, so it stays one file. */
+int
+ns_link(struct node *n, struct node *nparent, const char *nname,
+    struct fuse_entry_param *e)
+{
+	struct node	*oparent;
+	char		 oname[NAME_MAX + 1];
+	int		 t = n->tier, opfd, npfd, rv;
+
+	if ((rv = ns_absent(nparent, nname)) != 0)
+		return (rv);
+	if ((rv = node_name(n, &oparent, oname, sizeof oname)) != 0)
+		return (rv);
+	if ((opfd = node_dirfd(oparent, t)) < 0)
+		rv = opfd;
+	else if ((npfd = ns_ensure_dir(nparent, t)) < 0)
+		rv = npfd;
+	else if ((rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0 &&
+	    (rv = resolve_lookup_at(nparent, nname, t, e)) == 0)
+		ns_touch_dir(nparent, t);
+	node_put(oparent);
+	return (rv);
+}
+
+int
+ns_unlink(struct node *parent, const char *name)
+{
+	struct probe	p;
+	int		pfd, rv;
+
+	if ((rv = resolve_probe(parent, name, &p)) != 0)
+		return (rv);
+	if (S_ISDIR(p.st.st_mode))
+		return (-EISDIR);
+	if ((pfd = node_dirfd(parent, p.tier)) < 0)
+		return (pfd);
+	if ((rv = tier_unlinkat(p.tier, pfd, name, 0)) != 0)
+		return (rv);
+	node_alias_remove(parent, name);
+	ns_touch_dir(parent, p.tier);
+	return (0);
+}
+
+/* Remove a directory from every tier that holds it; fds from resolve_dir_tiers. */
+static int
+ns_rmdir_tiers(struct node *parent, const char *name, int *fds, int check)
+{
+	int	t, rv;
+
+	if (check) {
+		for (t = 0; t < dfs.ntiers; t++)
+			if (fds[t] >= 0 &&
+			    (rv = tier_dir_empty(t, fds[t])) != 0)
+				return (rv);
+	}
+	/* Slowest first: until the last one goes, the name still answers. */
+	for (t = dfs.ntiers - 1; t >= 0; t--) {
+		if (fds[t] < 0)
+			continue;
+		rv = tier_unlinkat(t, node_dirfd(parent, t), name,
+		    AT_REMOVEDIR);
+		if (rv != 0 && rv != -ENOENT)
+			return (rv);
+		ns_touch_dir(parent, t);
+	}
+	return (0);
+}
+
+static void
+ns_close_fds(int *fds)
+{
+	int	t;
+
+	for (t = 0; t < dfs.ntiers; t++)
+		if (fds[t] >= 0)
+			close(fds[t]);
+}
+
+int
+ns_rmdir(struct node *parent, const char *name)
+{
+	struct probe	p;
+	int		fds[DFS_MAX_TIERS], rv;
+
+	if ((rv = resolve_probe(parent, name, &p)) != 0)
+		return (rv);
+	if (!S_ISDIR(p.st.st_mode))
+		return (-ENOTDIR);
+	if ((rv = resolve_dir_tiers(parent, name, fds)) < 0)
+		return (rv);
+	rv = ns_rmdir_tiers(parent, name, fds, 1);
+	ns_close_fds(fds);
+	if (rv == 0) {
+		node_alias_remove(parent, name);
+		node_subdirs_changed(parent);
+	}
+	return (rv);
+}
+
+/* The set of tiers an object occupies, as a bit mask. */
+static unsigned
+ns_tierset(const struct probe *p, const int *fds)
+{
+	unsigned	m = 0;
+	int		t;
+
+	if (!S_ISDIR(p->st.st_mode))
+		return (1u << p->tier);
+	for (t = 0; t < dfs.ntiers; t++)
+		if (fds[t] >= 0)
+			m |= 1u << t;
+	return (m);
+}
+
+/*
+ * Rename on every tier in mask; on failure, undo the tiers already done so
+ * the name is never split between two places.
+ */
+static int
+ns_rename_tiers(unsigned mask, struct node *p1, const char *n1,
+    struct node *p2, const char *n2, unsigned flags)
+{
+	int	t, u, rv = 0, ofd, nfd;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		if (!(mask & (1u << t)))
+			continue;
+		if ((ofd = node_dirfd(p1, t)) < 0)
+			rv = ofd;
+		else if ((nfd = ns_ensure_dir(p2, t)) < 0)
+			rv = nfd;
+		else
+			rv = tier_renameat2(t, ofd, n1, nfd, n2, flags);
+		if (rv != 0)
+			break;
+	}
+	if (rv == 0)
+		return (0);
+	for (u = 0; u < t; u++) {
+		if (!(mask & (1u << u)))
+			continue;
+		if (flags & RENAME_EXCHANGE)
+			tier_renameat2(u, node_dirfd(p1, u), n1,
+			    node_dirfd(p2, u), n2, RENAME_EXCHANGE);
+		else
+			tier_renameat2(u, node_dirfd(p2, u), n2,
+			    node_dirfd(p1, u), n1, RENAME_NOREPLACE);
+	}
+	return (rv);
+}
+
+int
+ns_rename(struct node *p1, const char *n1, struct node *p2, const char *n2,
+    unsigned flags)
+{
+	struct probe	 s, d;
+	int		 sfds[DFS_MAX_TIERS], dfds[DFS_MAX_TIERS];
+	unsigned	 smask, dmask;
+	int		 rv, dexists, t;
+
+	for (t = 0; t < DFS_MAX_TIERS; t++)
+		sfds[t] = dfds[t] = -1;
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return (-EINVAL);
+	if ((rv = resolve_name_ok(n2)) != 0)
+		return (rv);
+	if ((rv = resolve_probe(p1, n1, &s)) != 0)
+		return (rv);
+	rv = resolve_probe(p2, n2, &d);
+	if (rv != 0 && rv != -ENOENT)
+		return (rv);
+	dexists = rv == 0;
+	if ((flags & RENAME_EXCHANGE) && !dexists)
+		return (-ENOENT);
+	if ((flags & RENAME_NOREPLACE) && dexists)
+		return (-EEXIST);
+	if (dexists && !(flags & RENAME_EXCHANGE)) {
+		if (S_ISDIR(s.st.st_mode) && !S_ISDIR(d.st.st_mode))
+			return (-ENOTDIR);
+		if (!S_ISDIR(s.st.st_mode) && S_ISDIR(d.st.st_mode))
+			return (-EISDIR);
+		if (s.tier == d.tier && s.st.st_dev == d.st.st_dev &&
+		    s.st.st_ino == d.st.st_ino)
+			return (0);
+	}
+	if (S_ISDIR(s.st.st_mode) &&
+	    (rv = resolve_dir_tiers(p1, n1, sfds)) < 0)
+		goto out;
+	if (dexists && S_ISDIR(d.st.st_mode) &&
+	    (rv = resolve_dir_tiers(p2, n2, dfds)) < 0)
+		goto out;
+	smask = ns_tierset(&s, sfds);
+	dmask = dexists ? ns_tierset(&d, dfds) : 0;
+
+	if (flags & RENAME_EXCHANGE) {
+		/* Possible only when both occupy the same tiers. */
+		if (smask != dmask) {
+			rv = -EINVAL;
+			goto out;
+		}
+		if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) == 0)
+			node_alias_swap(p1, n1, p2, n2);
+		goto done;
+	}
+	/* A directory being replaced must be empty on every tier. */
+	if (dexists && S_ISDIR(d.st.st_mode)) {
+		for (t = 0; t < dfs.ntiers; t++)
+			if (dfds[t] >= 0 &&
+			    (rv = tier_dir_empty(t, dfds[t])) != 0)
+				goto out;
+	}
+	if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) != 0)
+		goto out;
+	/* The old target on tiers the source was not on must go too. */
+	if (dexists && (dmask & ~smask)) {
+		if (S_ISDIR(d.st.st_mode)) {
+			for (t = 0; t < dfs.ntiers; t++)
+				if (smask & (1u << t) && dfds[t] >= 0) {
+					close(dfds[t]);
+					dfds[t] = -1;
+				}
+			ns_rmdir_tiers(p2, n2, dfds, 0);
+		} else
+			tier_unlinkat(d.tier, node_dirfd(p2, d.tier), n2, 0);
+	}
+	node_alias_move(p1, n1, p2, n2);
+done:
+	if (rv == 0) {
+		if (S_ISDIR(s.st.st_mode) || (dexists && S_ISDIR(d.st.st_mode))) {
+			node_subdirs_changed(p1);
+			node_subdirs_changed(p2);
+		}
+		for (t = 0; t < dfs.ntiers; t++) {
+			if ((smask | dmask) & (1u << t)) {
+				ns_touch_dir(p1, t);
+				ns_touch_dir(p2, t);
+			}
+		}
+	}
+out:
+	ns_close_fds(sfds);
+	ns_close_fds(dfds);
+	return (rv);
+}

@@ -1,0 +1,164 @@
+/*
+ * Directory listing: the merged list is made when a listing starts (or
+ * restarts at offset 0) and served from the handle, so offsets are
+ * stable for telldir/seekdir.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle	*h;
+	struct node	*n;
+
+	if ((n = node_get(ino)) == NULL) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if ((h = calloc(1, sizeof *h)) == NULL) {
+		node_put(n);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->fd = -1;
+	h->node = n;
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) != 0) {
+		node_put(n);
+		free(h);
+	}
+}
+
+/* Offsets: 1 follows ".", 2 follows "..", k + 3 follows entry k. */
+static void
+op_readdir_common(fuse_req_t req, size_t size, off_t off,
+    struct fuse_file_info *fi, int plus)
+{
+	struct handle		*h = (struct handle *)(uintptr_t)fi->fh;
+	struct fuse_entry_param	 e;
+	struct dirent_m		*ent;
+	struct stat		 st;
+	char			*buf, *p;
+	size_t			 rem = size, len;
+	off_t			 k;
+	int			 rv;
+
+	if (off == 0 || !h->listed) {
+		dirlist_free(&h->list);
+		if ((rv = resolve_list(h->node, &h->list)) != 0) {
+			fuse_reply_err(req, -rv);
+			return;
+		}
+		h->listed = 1;
+	}
+	if ((buf = malloc(size)) == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p = buf;
+	for (k = off; k < (off_t)h->list.n + 2; k++) {
+		memset(&e, 0, sizeof e);
+		if (k < 2) {
+			const char	*dot = k == 0 ? "." : "..";
+
+			e.attr.st_ino = h->node->id;
+			e.attr.st_mode = S_IFDIR;
+			if (plus)
+				len = fuse_add_direntry_plus(req, p, rem, dot,
+				    &e, k + 1);
+			else
+				len = fuse_add_direntry(req, p, rem, dot,
+				    &e.attr, k + 1);
+			if (len > rem)
+				break;
+			p += len;
+			rem -= len;
+			continue;
+		}
+		ent = &h->list.ents[k - 2];
+		if (plus) {
+			rv = resolve_lookup_at(h->node, ent->name, ent->tier,
+			    &e);
+			if (rv != 0)
+				continue;	/* gone since the listing */
+			len = fuse_add_direntry_plus(req, p, rem, ent->name,
+			    &e, k + 1);
+			if (len > rem) {
+				node_forget(e.ino, 1);
+				break;
+			}
+		} else {
+			/* Node ids are known only for names looked up. */
+			struct node	*c = node_find(h->node, ent->name);
+
+			memset(&st, 0, sizeof st);
+			st.st_ino = c != NULL ? c->id : ent->ino;
+			st.st_mode = (mode_t)ent->type << 12;
+			node_put(c);
+			len = fuse_add_direntry(req, p, rem, ent->name, &st,
+			    k + 1);
+			if (len > rem)
+				break;
+		}
+		p += len;
+		rem -= len;
+	}
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	op_readdir_common(req, size, off, fi, 0);
+}
+
+void
+op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	op_readdir_common(req, size, off, fi, 1);
+}
+
+void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle	*h = (struct handle *)(uintptr_t)fi->fh;
+
+	dirlist_free(&h->list);
+	node_put(h->node);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+void
+op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+    struct fuse_file_info *fi)
+{
+	struct handle	*h = (struct handle *)(uintptr_t)fi->fh;
+	int		 t, fd, dfd, rv = 0;
+
+	for (t = 0; t < dfs.ntiers && rv == 0; t++) {
+		if ((dfd = node_dirfd(h->node, t)) < 0)
+			continue;
+		if ((fd = tier_openat(t, dfd, ".", O_RDONLY | O_DIRECTORY,
+		    0)) < 0) {
+			rv = fd;
+			break;
+		}
+		if ((datasync ? fdatasync(fd) : fsync(fd)) == -1)
+			rv = tier_error(t, "fsyncdir", ".", errno);
+		close(fd);
+	}
+	fuse_reply_err(req, -rv);
+}

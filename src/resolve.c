@@ -1,0 +1,272 @@
+/*
+ * Resolution of names in the merged tree: which tier holds (parent, name),
+ * the attributes a client sees, and merged directory listings.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+int
+resolve_name_ok(const char *name)
+{
+	if (strlen(name) > NAME_MAX)
+		return (-ENAMETOOLONG);
+	if (tier_is_private(name))
+		return (-ENOENT);
+	return (0);
+}
+
+/*
+ * Find name in parent: the fastest tier that holds it wins.  A name cached
+ * in the node table is tried on its own tier first, so a hit costs one
+ * backing call whatever tier it is on.
+ */
+int
+resolve_probe(struct node *parent, const char *name, struct probe *p)
+{
+	struct node	*n;
+	int		 t, fd, rv;
+
+	if ((rv = resolve_name_ok(name)) != 0)
+		return (rv);
+	if ((n = node_find(parent, name)) != NULL) {
+		t = n->tier;
+		fd = node_dirfd(parent, t);
+		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
+		if (rv == 0 && (n->is_dir ? S_ISDIR(p->st.st_mode) :
+		    (n->dev == p->st.st_dev && n->ino == p->st.st_ino))) {
+			/*
+			 * Names made through dfs never shadow one another;
+			 * what changed behind its back is the scan's to find.
+			 */
+			p->tier = t;
+			node_put(n);
+			return (0);
+		}
+		node_put(n);
+	}
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((fd = node_dirfd(parent, t)) < 0)
+			continue;
+		rv = tier_fstatat(t, fd, name, &p->st);
+		if (rv == 0) {
+			p->tier = t;
+			return (0);
+		}
+		if (rv != -ENOENT && rv != -ENOTDIR)
+			return (rv);
+	}
+	return (-ENOENT);
+}
+
+/* The subdirectories of a directory, over all its tiers. */
+long
+resolve_subdirs(struct node *dir)
+{
+	struct dirlist	 l = { NULL, 0 };
+	struct stat	 st;
+	long		 n = 0;
+	size_t		 i;
+	int		 fd;
+
+	if (dir->subdirs >= 0)
+		return (dir->subdirs);
+	if (resolve_list(dir, &l) != 0)
+		return (-1);
+	for (i = 0; i < l.n; i++) {
+		if (l.ents[i].type == DT_DIR)
+			n++;
+		else if (l.ents[i].type == DT_UNKNOWN &&
+		    (fd = node_dirfd(dir, l.ents[i].tier)) >= 0 &&
+		    tier_fstatat(l.ents[i].tier, fd, l.ents[i].name, &st) == 0 &&
+		    S_ISDIR(st.st_mode))
+			n++;
+	}
+	dirlist_free(&l);
+	dir->subdirs = n;
+	return (n);
+}
+
+/* The attributes a client sees for node n. */
+int
+resolve_stat(struct node *n, struct stat *st)
+{
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	int		 fd, rv;
+	long		 sub;
+
+	if (n->is_dir) {
+		if ((fd = node_dirfd(n, n->tier)) < 0)
+			return (fd);
+		if ((rv = tier_fstatat(n->tier, fd, "", st)) != 0)
+			return (rv);
+		if (node_tiers_known(n) > 1 && (sub = resolve_subdirs(n)) >= 0)
+			st->st_nlink = 2 + sub;
+	} else {
+		if ((rv = node_name(n, &parent, name, sizeof name)) != 0)
+			return (rv);
+		fd = node_dirfd(parent, n->tier);
+		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, st);
+		node_put(parent);
+		if (rv != 0)
+			return (rv);
+	}
+	st->st_ino = n->id;
+	return (0);
+}
+
+int
+resolve_lookup(struct node *parent, const char *name,
+    struct fuse_entry_param *e, struct node **out)
+{
+	struct probe	 p;
+	struct node	*n;
+	int		 rv;
+
+	if ((rv = resolve_probe(parent, name, &p)) != 0)
+		return (rv);
+	if ((n = node_enter(parent, name, &p)) == NULL)
+		return (-ENOMEM);
+	if (n->is_dir) {
+		rv = resolve_stat(n, &p.st);
+		if (rv != 0) {
+			node_forget(n->id, 1);
+			return (rv);
+		}
+	}
+	p.st.st_ino = n->id;
+	op_entry_fill(n, &p.st, e);
+	if (out != NULL)
+		*out = n;
+	return (0);
+}
+
+static int
+resolve_cmp_ent(const void *a, const void *b)
+{
+	const struct dirent_m	*x = a, *y = b;
+	int			 c;
+
+	if ((c = strcmp(x->name, y->name)) != 0)
+		return (c);
+	return (x->tier - y->tier);
+}
+
+/* The merged listing of dir: every name once, from the fastest tier. */
+int
+resolve_list(struct node *dir, struct dirlist *l)
+{
+	size_t	i, j;
+	int	t, fd, rv;
+
+	l->ents = NULL;
+	l->n = 0;
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((fd = node_dirfd(dir, t)) < 0)
+			continue;
+		if ((rv = tier_list(t, fd, l)) != 0) {
+			dirlist_free(l);
+			return (rv);
+		}
+	}
+	if (l->n < 2)
+		return (0);
+	qsort(l->ents, l->n, sizeof *l->ents, resolve_cmp_ent);
+	for (i = 1, j = 0; i < l->n; i++) {
+		if (strcmp(l->ents[i].name, l->ents[j].name) == 0)
+			free(l->ents[i].name);
+		else
+			l->ents[++j] = l->ents[i];
+	}
+	l->n = j + 1;
+	return (0);
+}
+
+/*
+ * The tiers on which name in parent is a directory: handles (O_PATH) in
+ * fds[], -1 where absent.  Returns how many, or -errno.
+ */
+int
+resolve_dir_tiers(struct node *parent, const char *name, int *fds)
+{
+	int	t, pfd, n = 0;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		fds[t] = -1;
+		if ((pfd = node_dirfd(parent, t)) < 0)
+			continue;
+		fds[t] = tier_openat(t, pfd, name, O_PATH | O_DIRECTORY, 0);
+		if (fds[t] >= 0)
+			n++;
+		else if (fds[t] != -ENOENT && fds[t] != -ENOTDIR &&
+		    fds[t] != -ELOOP) {
+			int	rv = fds[t], u;
+
+			for (u = 0; u < t; u++)
+				if (fds[u] >= 0)
+					close(fds[u]);
+			fds[t] = -1;
+			return (rv);
+		} else
+			fds[t] = -1;
+	}
+	return (n);
+}
+
+/* Lookup of a name whose tier a listing already told. */
+int
+resolve_lookup_at(struct node *parent, const char *name, int t,
+    struct fuse_entry_param *e)
+{
+	struct probe	 p;
+	struct node	*n;
+	int		 fd, rv;
+
+	if ((fd = node_dirfd(parent, t)) < 0)
+		return (fd);
+	if ((rv = tier_fstatat(t, fd, name, &p.st)) != 0)
+		return (rv);
+	p.tier = t;
+	if ((n = node_enter(parent, name, &p)) == NULL)
+		return (-ENOMEM);
+	if (n->is_dir && (rv = resolve_stat(n, &p.st)) != 0) {
+		node_forget(n->id, 1);
+		return (rv);
+	}
+	p.st.st_ino = n->id;
+	op_entry_fill(n, &p.st, e);
+	return (0);
+}
+
+/*
+ * An O_PATH handle on node n where it holds its data (a directory: its
+ * attribute tier).  *closep says whether the caller must close it.
+ * Returns the fd or -errno.
+ */
+int
+resolve_path_fd(struct node *n, int *closep)
+{
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	int		 fd, rv;
+
+	*closep = 0;
+	if (n->is_dir)
+		return (node_dirfd(n, n->tier));
+	if ((rv = node_name(n, &parent, name, sizeof name)) != 0)
+		return (rv);
+	fd = node_dirfd(parent, n->tier);
+	if (fd >= 0)
+		fd = tier_openat(n->tier, fd, name, O_PATH, 0);
+	node_put(parent);
+	*closep = fd >= 0;
+	return (fd);
+}

@@ -1,0 +1,524 @@
+/*
+ * Tiers: the only code that touches backing storage.  Every access is an
+ * *at() call relative to a tier's root handle or a directory handle opened
+ * beneath it, never following a symlink; each call is counted per tier.
+ */
+#include "config.h"
+
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+struct dfs	dfs;
+
+static char	*tier_real[DFS_MAX_TIERS];
+
+/* Open a tier's root and check it does not repeat another one. */
+int
+tier_add(const char *name, const char *path, char **cause)
+{
+	struct tier	*t;
+	struct stat	 st;
+	char		*real;
+	int		 fd, i;
+
+	if (dfs.ntiers == DFS_MAX_TIERS) {
+		asprintf(cause, "tier %s: too many tiers (at most %d)", path,
+		    DFS_MAX_TIERS);
+		return (-1);
+	}
+	fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOTDIR)
+			asprintf(cause, "tier %s: not a directory", path);
+		else
+			asprintf(cause, "tier %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1 || (real = realpath(path, NULL)) == NULL) {
+		asprintf(cause, "tier %s: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	for (i = 0; i < dfs.ntiers; i++) {
+		if (dfs.tiers[i].dev == st.st_dev &&
+		    dfs.tiers[i].ino == st.st_ino) {
+			asprintf(cause, "tier %s: same directory as tier %s",
+			    path, dfs.tiers[i].path);
+			goto fail;
+		}
+		if (name != NULL && strcmp(dfs.tiers[i].name, name) == 0) {
+			asprintf(cause, "tier %s: duplicate tier name \"%s\"",
+			    path, name);
+			goto fail;
+		}
+	}
+	t = &dfs.tiers[dfs.ntiers];
+	memset(t, 0, sizeof *t);
+	t->fd = fd;
+	t->dev = st.st_dev;
+	t->ino = st.st_ino;
+	t->path = strdup(path);
+	if (name != NULL)
+		t->name = strdup(name);
+	else
+		asprintf(&t->name, "tier%d", dfs.ntiers);
+	tier_real[dfs.ntiers] = real;
+	dfs.ntiers++;
+	return (0);
+
+fail:
+	free(real);
+	close(fd);
+	return (-1);
+}
+
+/* Is b equal to a or beneath it? */
+static int
+tier_beneath(const char *a, const char *b)
+{
+	size_t	len = strlen(a);
+
+	if (strcmp(a, "/") == 0)
+		return (1);
+	return (strncmp(a, b, len) == 0 && (b[len] == '/' || b[len] == '\0'));
+}
+
+/* No tier inside another, no mount point inside a tier, or the reverse. */
+int
+tier_check_layout(const char *mountpoint, char **cause)
+{
+	char	*mnt;
+	int	 i, j;
+
+	if (dfs.ntiers < 2) {
+		asprintf(cause, "at least two tiers are needed, %d given",
+		    dfs.ntiers);
+		return (-1);
+	}
+	for (i = 0; i < dfs.ntiers; i++) {
+		for (j = 0; j < dfs.ntiers; j++) {
+			if (i != j && tier_beneath(tier_real[i],
+			    tier_real[j])) {
+				asprintf(cause, "tier %s is inside tier %s",
+				    dfs.tiers[j].path, dfs.tiers[i].path);
+				return (-1);
+			}
+		}
+	}
+	if ((mnt = realpath(mountpoint, NULL)) == NULL) {
+		asprintf(cause, "mount point %s: %s", mountpoint,
+		    strerror(errno));
+		return (-1);
+	}
+	for (i = 0; i < dfs.ntiers; i++) {
+		if (tier_beneath(tier_real[i], mnt)) {
+			asprintf(cause, "mount point %s is inside tier %s",
+			    mountpoint, dfs.tiers[i].path);
+			goto fail;
+		}
+		if (tier_beneath(mnt, tier_real[i])) {
+			asprintf(cause, "tier %s is inside mount point %s",
+			    dfs.tiers[i].path, mountpoint);
+			goto fail;
+		}
+	}
+	free(mnt);
+	return (0);
+fail:
+	free(mnt);
+	return (-1);
+}
+
+void
+tier_close_all(void)
+{
+	int	i;
+
+	for (i = 0; i < dfs.ntiers; i++) {
+		close(dfs.tiers[i].fd);
+		free(dfs.tiers[i].name);
+		free(dfs.tiers[i].path);
+		free(tier_real[i]);
+		tier_real[i] = NULL;
+	}
+	dfs.ntiers = 0;
+}
+
+void
+tier_count(int t, atomic_uint_fast64_t *c, uint64_t n)
+{
+	(void)t;
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/*
+ * Account a failed call and log it with its context.  Answers a client
+ * gets in normal use (no such file, exists, not empty, permission) are
+ * logged at debug level only.  Returns -err.
+ */
+int
+tier_error(int t, const char *op, const char *name, int err)
+{
+	switch (err) {
+	case ENOENT:
+		return (-err);
+	case EEXIST:
+	case ENOTEMPTY:
+	case EACCES:
+	case EPERM:
+	case ENOTDIR:
+	case EISDIR:
+	case ENAMETOOLONG:
+	case ENODATA:
+	case ERANGE:
+	case EOPNOTSUPP:
+	case EINVAL:
+	case ELOOP:
+	case EXDEV:
+		log_debug("tier %s: %s %s: %s", dfs.tiers[t].name, op,
+		    name != NULL ? name : "", strerror(err));
+		break;
+	default:
+		log_warn("tier %s: %s %s: %s", dfs.tiers[t].name, op,
+		    name != NULL ? name : "", strerror(err));
+		break;
+	}
+	tier_count(t, &dfs.tiers[t].stats.errors, 1);
+	return (-err);
+}
+
+/* A syscall's result as 0 (or the value) or -errno, errors accounted. */
+static inline int
+TIER_RET(int t, int rv, const char *op, const char *name)
+{
+	return (rv == -1 ? tier_error(t, op, name, errno) : rv);
+}
+
+int
+tier_fstatat(int t, int dirfd, const char *name, struct stat *st)
+{
+	int	rv;
+
+	tier_count(t, &dfs.tiers[t].stats.lookup, 1);
+	rv = fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH);
+	return (TIER_RET(t, rv, "stat", name));
+}
+
+/* Returns a new fd or -errno.  Never follows a symlink. */
+int
+tier_openat(int t, int dirfd, const char *name, int flags, mode_t mode)
+{
+	int	fd;
+
+	tier_count(t, (flags & O_CREAT) ? &dfs.tiers[t].stats.create :
+	    (flags & O_PATH) ? &dfs.tiers[t].stats.lookup :
+	    &dfs.tiers[t].stats.open, 1);
+	fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+	return (TIER_RET(t, fd, "open", name));
+}
+
+int
+tier_mkdirat(int t, int dirfd, const char *name, mode_t mode)
+{
+	tier_count(t, &dfs.tiers[t].stats.create, 1);
+	return (TIER_RET(t, mkdirat(dirfd, name, mode), "mkdir", name));
+}
+
+int
+tier_mknodat(int t, int dirfd, const char *name, mode_t mode, dev_t rdev)
+{
+	tier_count(t, &dfs.tiers[t].stats.create, 1);
+	return (TIER_RET(t, mknodat(dirfd, name, mode, rdev), "mknod", name));
+}
+
+int
+tier_symlinkat(int t, const char *target, int dirfd, const char *name)
+{
+	tier_count(t, &dfs.tiers[t].stats.create, 1);
+	return (TIER_RET(t, symlinkat(target, dirfd, name), "symlink", name));
+}
+
+int
+tier_linkat(int t, int olddirfd, const char *oldname, int newdirfd,
+    const char *newname)
+{
+	tier_count(t, &dfs.tiers[t].stats.create, 1);
+	return (TIER_RET(t, linkat(olddirfd, oldname, newdirfd, newname, 0),
+	    "link", newname));
+}
+
+int
+tier_unlinkat(int t, int dirfd, const char *name, int flags)
+{
+	tier_count(t, &dfs.tiers[t].stats.unlink, 1);
+	return (TIER_RET(t, unlinkat(dirfd, name, flags),
+	    (flags & AT_REMOVEDIR) ? "rmdir" : "unlink", name));
+}
+
+int
+tier_renameat2(int t, int olddirfd, const char *oldname, int newdirfd,
+    const char *newname, unsigned flags)
+{
+	tier_count(t, &dfs.tiers[t].stats.rename, 1);
+	return (TIER_RET(t, renameat2(olddirfd, oldname, newdirfd, newname,
+	    flags), "rename", oldname));
+}
+
+/* Returns the length read or -errno. */
+int
+tier_readlinkat(int t, int dirfd, const char *name, char *buf, size_t len)
+{
+	ssize_t	n;
+
+	tier_count(t, &dfs.tiers[t].stats.lookup, 1);
+	n = readlinkat(dirfd, name, buf, len);
+	return (n == -1 ? tier_error(t, "readlink", name, errno) : (int)n);
+}
+
+int
+tier_fchownat(int t, int dirfd, const char *name, uid_t uid, gid_t gid)
+{
+	tier_count(t, &dfs.tiers[t].stats.setattr, 1);
+	return (TIER_RET(t, fchownat(dirfd, name, uid, gid,
+	    AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH), "chown", name));
+}
+
+int
+tier_fchmodat(int t, int dirfd, const char *name, mode_t mode)
+{
+	char	proc[64];
+	int	fd, rv;
+
+	tier_count(t, &dfs.tiers[t].stats.setattr, 1);
+	if (*name == '\0') {
+		/* An O_PATH handle: chmod through its /proc name. */
+		tier_procpath(dirfd, proc, sizeof proc);
+		return (TIER_RET(t, chmod(proc, mode), "chmod", name));
+	}
+	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return (tier_error(t, "chmod", name, errno));
+	tier_procpath(fd, proc, sizeof proc);
+	rv = chmod(proc, mode);
+	if (rv == -1)
+		rv = tier_error(t, "chmod", name, errno);
+	close(fd);
+	return (rv);
+}
+
+int
+tier_utimensat(int t, int dirfd, const char *name, const struct timespec *ts)
+{
+	tier_count(t, &dfs.tiers[t].stats.setattr, 1);
+	if (*name == '\0') {
+		char	proc[64];
+
+		tier_procpath(dirfd, proc, sizeof proc);
+		return (TIER_RET(t, utimensat(AT_FDCWD, proc, ts, 0),
+		    "utimens", name));
+	}
+	return (TIER_RET(t, utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW),
+	    "utimens", name));
+}
+
+int
+tier_statfs(int t, struct statvfs *sv)
+{
+	return (TIER_RET(t, fstatvfs(dfs.tiers[t].fd, sv), "statfs", "/"));
+}
+
+int
+tier_procpath(int fd, char *buf, size_t len)
+{
+	return (snprintf(buf, len, "/proc/self/fd/%d", fd));
+}
+
+int
+tier_is_private(const char *name)
+{
+	return (strncmp(name, DFS_TMP_PREFIX, sizeof DFS_TMP_PREFIX - 1) == 0);
+}
+
+void
+dirlist_free(struct dirlist *l)
+{
+	size_t	i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->ents[i].name);
+	free(l->ents);
+	l->ents = NULL;
+	l->n = 0;
+}
+
+/* Append the entries of one directory of tier t to l (dot entries left out). */
+int
+tier_list(int t, int dirfd, struct dirlist *l)
+{
+	struct dirent	*de;
+	struct dirent_m	*e, *ents;
+	DIR		*dp;
+	size_t		 cap = l->n;
+	int		 fd, rv = 0;
+
+	tier_count(t, &dfs.tiers[t].stats.readdir, 1);
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return (tier_error(t, "opendir", ".", errno));
+	if ((dp = fdopendir(fd)) == NULL) {
+		rv = tier_error(t, "opendir", ".", errno);
+		close(fd);
+		return (rv);
+	}
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(dp)) == NULL) {
+			if (errno != 0)
+				rv = tier_error(t, "readdir", ".", errno);
+			break;
+		}
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (tier_is_private(de->d_name))
+			continue;
+		if (l->n == cap) {
+			cap = cap < 64 ? 64 : cap * 2;
+			ents = realloc(l->ents, cap * sizeof *ents);
+			if (ents == NULL) {
+				rv = -ENOMEM;
+				break;
+			}
+			l->ents = ents;
+		}
+		e = &l->ents[l->n];
+		if ((e->name = strdup(de->d_name)) == NULL) {
+			rv = -ENOMEM;
+			break;
+		}
+		e->type = de->d_type;
+		e->tier = t;
+		e->ino = de->d_ino;
+		l->n++;
+	}
+	closedir(dp);
+	return (rv);
+}
+
+/* 0 if the directory is empty on tier t, -ENOTEMPTY if not. */
+int
+tier_dir_empty(int t, int dirfd)
+{
+	struct dirlist	l = { NULL, 0 };
+	int		rv;
+
+	if ((rv = tier_list(t, dirfd, &l)) != 0)
+		return (rv);
+	rv = l.n == 0 ? 0 : -ENOTEMPTY;
+	dirlist_free(&l);
+	return (rv);
+}
+
+/*
+ * Copy every extended attribute (ACLs included) from one handle to
+ * another; both may be O_PATH handles.  Attributes the target refuses
+ * (security.* without privilege, a namespace the filesystem lacks) are
+ * skipped unless strict is set.
+ */
+int
+tier_copy_xattrs(int srcfd, int dstfd, int strict)
+{
+	char	 src[64], dst[64], *names = NULL, *name, *val = NULL;
+	ssize_t	 len, vlen;
+	size_t	 vcap = 0;
+	int	 rv = 0;
+
+	tier_procpath(srcfd, src, sizeof src);
+	tier_procpath(dstfd, dst, sizeof dst);
+	len = listxattr(src, NULL, 0);
+	if (len <= 0)
+		return (len == -1 && errno != ENOTSUP && strict ? -errno : 0);
+	if ((names = malloc(len)) == NULL)
+		return (-ENOMEM);
+	len = listxattr(src, names, len);
+	if (len == -1) {
+		rv = -errno;
+		goto out;
+	}
+	for (name = names; name < names + len; name += strlen(name) + 1) {
+		vlen = getxattr(src, name, NULL, 0);
+		if (vlen == -1)
+			continue;
+		if ((size_t)vlen > vcap) {
+			char	*nv = realloc(val, vlen);
+
+			if (nv == NULL) {
+				rv = -ENOMEM;
+				goto out;
+			}
+			val = nv;
+			vcap = vlen;
+		}
+		vlen = getxattr(src, name, val, vlen);
+		if (vlen == -1)
+			continue;
+		if (setxattr(dst, name, val, vlen, 0) == -1 && strict) {
+			rv = -errno;
+			goto out;
+		}
+	}
+out:
+	free(val);
+	free(names);
+	return (rv);
+}
+
+int
+tier_ftruncate(int t, int fd, off_t size)
+{
+	tier_count(t, &dfs.tiers[t].stats.setattr, 1);
+	return (TIER_RET(t, ftruncate(fd, size), "truncate", ""));
+}
+
+/*
+ * Extended attributes through a handle's /proc name, so that O_PATH
+ * handles work.  Sizes or 0 on success, -errno on failure.
+ */
+ssize_t
+tier_xattr(int t, int fd, int op, const char *name, void *buf, size_t len,
+    int flags)
+{
+	char	proc[64];
+	ssize_t	rv;
+
+	tier_count(t, &dfs.tiers[t].stats.xattr, 1);
+	tier_procpath(fd, proc, sizeof proc);
+	switch (op) {
+	case TIER_XATTR_GET:
+		rv = getxattr(proc, name, buf, len);
+		break;
+	case TIER_XATTR_SET:
+		rv = setxattr(proc, name, buf, len, flags);
+		break;
+	case TIER_XATTR_LIST:
+		rv = listxattr(proc, buf, len);
+		break;
+	default:
+		rv = removexattr(proc, name);
+		break;
+	}
+	if (rv == -1)
+		return (tier_error(t, "xattr", name, errno));
+	return (rv);
+}
