@@ -54,6 +54,11 @@ dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
 		if (*opt == '\0')
 			continue;
 		val = strchr(opt, '=');
+		if (strncmp(opt, "index=", 6) == 0) {
+			free(dfs.index_path);
+			dfs.index_path = strdup(opt + 6);
+			continue;
+		}
 		if (strncmp(opt, "attr_timeout=", 13) == 0 ||
 		    strncmp(opt, "entry_timeout=", 14) == 0) {
 			double	d = strtod(val + 1, &end);
@@ -73,6 +78,47 @@ dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
 			return (-1);
 	}
 	return (0);
+}
+
+/* mkdir -p, for the state directory. */
+static void
+dfs_mkdirs(const char *dir)
+{
+	char	*copy, *p;
+
+	if ((copy = strdup(dir)) == NULL)
+		return;
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(copy, 0755);
+		*p = '/';
+	}
+	mkdir(copy, 0700);
+	free(copy);
+}
+
+/*
+ * Without -o index, the index of a mount lives in the state directory,
+ * named after the mount point, so that inode numbers survive a remount.
+ */
+static char *
+dfs_default_index(const char *mnt)
+{
+	char	*real, *p, *path = NULL;
+
+	if ((real = realpath(mnt, NULL)) == NULL)
+		return (NULL);
+	for (p = real; *p != '\0'; p++)
+		if (*p == '/')
+			*p = '-';
+	dfs_mkdirs(DFS_STATEDIR);
+	if (asprintf(&path, "%s/index%s.db", DFS_STATEDIR,
+	    strcmp(real, "-") == 0 ? "-root" : real) == -1)
+		path = NULL;
+	free(real);
+	return (path);
 }
 
 /* Each open handle and each directory on each tier costs a descriptor. */
@@ -214,6 +260,12 @@ main(int argc, char **argv)
 		exit(2);
 	}
 	dfs.mountpoint = strdup(mnt);
+	if (dfs.index_path == NULL &&
+	    (dfs.index_path = dfs_default_index(mnt)) == NULL) {
+		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
+		    strerror(errno));
+		exit(2);
+	}
 
 	/* Modes reach the tiers exactly as the client asked. */
 	umask(0);
@@ -224,6 +276,8 @@ main(int argc, char **argv)
 
 	if ((rv = node_init()) != 0)
 		dfs_fail(report, "node table: %s", strerror(-rv));
+	if (index_open(dfs.index_path, &cause) < 0)
+		dfs_fail(report, "%s", cause);
 	if (fuse_opt_add_arg(&args, "dfs") != 0 ||
 	    fuse_opt_add_arg(&args, "-o") != 0 ||
 	    fuse_opt_add_arg(&args, fuse_opts) != 0 ||
@@ -236,7 +290,10 @@ main(int argc, char **argv)
 		dfs_fail(report, "signal handlers: %s", strerror(errno));
 	if (fuse_session_mount(se, mnt) != 0)
 		dfs_fail(report, "cannot mount on %s", mnt);
-	log_info("mounted %s with %d tiers", mnt, dfs.ntiers);
+	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
+	    dfs.index_path);
+	if ((rv = scan_start()) != 0)
+		dfs_fail(report, "scan: %s", strerror(-rv));
 
 	if (report != -1) {
 		if (chdir("/") == -1)
@@ -260,6 +317,8 @@ main(int argc, char **argv)
 		fuse_loop_cfg_destroy(lc);
 	}
 	fuse_session_unmount(se);
+	scan_shutdown();
+	index_close(rv == 0);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);

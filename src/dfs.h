@@ -51,6 +51,7 @@ struct dfs {
 	struct tier	 tiers[DFS_MAX_TIERS];
 	int		 ntiers;
 	char		*mountpoint;
+	char		*index_path;
 	double		 attr_timeout;
 	double		 entry_timeout;
 	int		 debug;
@@ -96,6 +97,31 @@ struct node {
 struct probe {
 	int		 tier;		/* first tier holding the name */
 	struct stat	 st;		/* its attributes there */
+	fuse_ino_t	 id;		/* its inode in the index */
+	unsigned	 tiers;		/* dir: tiers holding it; 0 unknown */
+};
+
+/* An inode row of the index. */
+struct irow {
+	fuse_ino_t	 id;
+	unsigned	 type;		/* S_IFMT bits */
+	int		 tier;
+	unsigned	 tiers;
+	uint64_t	 dev;
+	uint64_t	 ino;
+	int64_t		 size;
+	int64_t		 mtime;		/* ns */
+};
+
+struct scan_progress {
+	int		 running;
+	int		 complete;	/* a full scan has completed */
+	unsigned long	 files;
+	unsigned long	 dirs;
+	unsigned long	 conflicts;
+	long		 started;
+	long		 finished;
+	int		 error;
 };
 
 /* A merged directory listing entry. */
@@ -104,6 +130,7 @@ struct dirent_m {
 	unsigned char	 type;		/* DT_* */
 	int		 tier;
 	ino_t		 ino;		/* backing inode, for ordering only */
+	fuse_ino_t	 id;		/* from the index; 0 unknown */
 };
 
 struct dirlist {
@@ -165,6 +192,32 @@ ssize_t	tier_xattr(int, int, int, const char *, void *, size_t, int);
 int	tier_is_private(const char *);
 void	dirlist_free(struct dirlist *);
 
+/* index.c */
+int	index_open(const char *, char **);
+void	index_close(int);
+int	index_is_scanned(void);
+int	index_lookup(fuse_ino_t, const char *, struct irow *);
+int	index_get(fuse_ino_t, struct irow *);
+int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
+int	index_add(fuse_ino_t, const char *, int, unsigned, const struct stat *,
+	    fuse_ino_t *);
+int	index_link(fuse_ino_t, const char *, fuse_ino_t, const struct stat *);
+int	index_unlink(fuse_ino_t, const char *);
+int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
+int	index_add_tier(fuse_ino_t, int);
+int	index_set_stat(fuse_ino_t, const struct stat *);
+int	index_list(fuse_ino_t, struct dirlist *);
+int	index_scan_begin(unsigned, char **);
+int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
+	    const struct stat *, fuse_ino_t *);
+int	index_scan_conflict(fuse_ino_t, const char *, int);
+int	index_scan_end(int);
+
+/* scan.c */
+int	scan_start(void);
+void	scan_shutdown(void);
+void	scan_progress(struct scan_progress *);
+
 /* node.c */
 int	node_init(void);
 void	node_shutdown(void);
@@ -177,6 +230,7 @@ int	node_dirfd(struct node *, int);
 int	node_name(struct node *, struct node **, char *, size_t);
 struct node *node_enter(struct node *, const char *, const struct probe *);
 struct node *node_find(struct node *, const char *);
+struct node *node_self(struct node *, int);
 void	node_alias_remove(struct node *, const char *);
 void	node_alias_swap(struct node *, const char *, struct node *,
 	    const char *);
@@ -275,5 +329,83 @@ void	op_setxattr(fuse_req_t, fuse_ino_t, const char *, const char *,
 void	op_getxattr(fuse_req_t, fuse_ino_t, const char *, size_t);
 void	op_listxattr(fuse_req_t, fuse_ino_t, size_t);
 void	op_removexattr(fuse_req_t, fuse_ino_t, const char *);
+
+/* config.c */
+enum dfs_policy_action {
+	DFS_POLICY_MIGRATE,
+	DFS_POLICY_EXCLUDE
+};
+
+enum dfs_age_by {
+	DFS_AGE_MTIME,
+	DFS_AGE_CTIME,
+	DFS_AGE_ATIME,
+	DFS_AGE_ACCESS		/* last access seen through dfs */
+};
+
+enum dfs_hardlinks {
+	DFS_HARDLINKS_MOVE,	/* a link group moves as one unit */
+	DFS_HARDLINKS_SKIP
+};
+
+struct dfs_config_tier {
+	char		*name;
+	char		*path;		/* absolute, no trailing / */
+	int		 high_watermark;	/* percent used; 0: none */
+	int		 low_watermark;
+};
+
+/* Ordered: the first policy that matches a file decides. */
+struct dfs_config_policy {
+	char		*name;
+	int		 action;	/* enum dfs_policy_action */
+	int		 from;		/* tier index; -1: any tier */
+	int		 to;		/* tier index; -1: any (exclude only) */
+	char		**paths;	/* fnmatch(3) patterns; none: all */
+	unsigned int	 npaths;
+	int64_t		 min_size;	/* bytes; 0: no lower bound */
+	int64_t		 max_size;	/* bytes; -1: no upper bound */
+	int		 has_owner;
+	uid_t		 owner;
+	int64_t		 age;		/* seconds; 0: any age */
+	int		 age_by;	/* enum dfs_age_by */
+};
+
+struct dfs_config_migration {
+	int64_t		 interval;	/* seconds; 0: no periodic run */
+	int64_t		 max_files;	/* per run; 0: no limit */
+	int64_t		 max_bytes;	/* per run; 0: no limit */
+	int64_t		 bandwidth;	/* bytes per second; 0: no limit */
+	int		 verify;
+	int		 hardlinks;	/* enum dfs_hardlinks */
+	int64_t		 promote_after_reads;	/* 0: never promote */
+	int64_t		 promote_window;	/* seconds */
+	int64_t		 min_residency;		/* seconds */
+};
+
+/* One configuration file, checked; read-only once loaded. */
+struct dfs_config {
+	char			*file;
+	char			*mountpoint;	/* NULL: not in the file */
+	struct dfs_config_tier	*tiers;		/* fastest first, >= 2 */
+	int			 ntiers;
+	char			*state_dir;
+	char			*socket;
+	int			 log_level;	/* LOG_ERR .. LOG_DEBUG */
+	int			 allow_other;
+	char			**fuse_options;	/* passed as -o */
+	unsigned int		 nfuse_options;
+	double			 attr_timeout;	/* seconds */
+	double			 entry_timeout;
+	struct dfs_config_policy *policies;
+	unsigned int		 npolicies;
+	struct dfs_config_migration migration;
+};
+
+int	config_load(const char *, struct dfs_config **, char **);
+void	config_free(struct dfs_config *);
+int	config_tier(const struct dfs_config *, const char *);
+int	config_reloadable(const struct dfs_config *,
+	    const struct dfs_config *, char **);
 
 #endif /* DFS_H */

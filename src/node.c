@@ -1,7 +1,7 @@
 /*
- * The node table: node id -> node, (parent, name) -> node, and backing
- * identity -> node so that hard-linked names share one node.  One mutex
- * guards the table; backing calls are made without it.
+ * The node table: the nodes the kernel holds, by node id (the index's
+ * inode id, shared by hard-linked names) and by (parent, name).  One
+ * mutex guards the table; backing calls are made without it.
  */
 #include "config.h"
 
@@ -17,9 +17,7 @@
 static pthread_mutex_t	 node_mtx = PTHREAD_MUTEX_INITIALIZER;
 static void		*node_ids;	/* struct node, by id */
 static void		*node_names;	/* struct alias, by parent id and name */
-static void		*node_inos;	/* struct node (files), by tier/dev/ino */
 static struct node	*node_rootp;
-static fuse_ino_t	 node_next_id = FUSE_ROOT_ID + 1;
 static unsigned long	 node_total;
 
 static int
@@ -38,18 +36,6 @@ node_cmp_name(const void *a, const void *b)
 	if (x->parent->id != y->parent->id)
 		return (x->parent->id < y->parent->id ? -1 : 1);
 	return (strcmp(x->name, y->name));
-}
-
-static int
-node_cmp_ino(const void *a, const void *b)
-{
-	const struct node	*x = a, *y = b;
-
-	if (x->tier != y->tier)
-		return (x->tier < y->tier ? -1 : 1);
-	if (x->dev != y->dev)
-		return (x->dev < y->dev ? -1 : 1);
-	return (x->ino < y->ino ? -1 : x->ino > y->ino);
 }
 
 static struct node *
@@ -100,9 +86,8 @@ node_shutdown(void)
 {
 	/* The process is exiting: let the kernel reclaim the handles. */
 	tdestroy(node_names, node_noop);
-	tdestroy(node_inos, node_noop);
 	tdestroy(node_ids, node_noop);
-	node_names = node_inos = node_ids = NULL;
+	node_names = node_ids = NULL;
 }
 
 struct node *
@@ -152,8 +137,6 @@ node_release_locked(struct node *n)
 	if (n->nlookup != 0 || n->refs != 0 || n == node_rootp)
 		return;
 	tdelete(n, &node_ids, node_cmp_id);
-	if (!n->is_dir)
-		tdelete(n, &node_inos, node_cmp_ino);
 	node_total--;
 	/* A node can be freed only once nothing refers to it. */
 	n->refs = 1;
@@ -349,9 +332,9 @@ node_name(struct node *n, struct node **parent, char *buf, size_t len)
 }
 
 /*
- * Find or make the node for name in parent, as the probe found it, and
- * count one kernel lookup on it.  A cached name that now leads elsewhere
- * is dropped from the old node.
+ * Find or make the node for name in parent, as the probe found it (its
+ * id comes from the index), and count one kernel lookup on it.  A cached
+ * name that now leads elsewhere is dropped from the old node.
  */
 struct node *
 node_enter(struct node *parent, const char *name, const struct probe *p)
@@ -362,48 +345,54 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 
 	pthread_mutex_lock(&node_mtx);
 	if ((a = node_alias_find_locked(parent, name)) != NULL) {
-		n = a->node;
-		if (n->is_dir && is_dir)
-			goto found;
-		if (!n->is_dir && !is_dir && n->tier == p->tier &&
-		    n->dev == p->st.st_dev && n->ino == p->st.st_ino)
-			goto found;
-		node_alias_drop_locked(a);
-		n = NULL;
-	}
-	if (!is_dir) {
-		key.tier = p->tier;
-		key.dev = p->st.st_dev;
-		key.ino = p->st.st_ino;
-		if ((np = tfind(&key, &node_inos, node_cmp_ino)) != NULL) {
-			n = *np;
-			if (node_alias_add_locked(n, parent, name) != 0)
-				n = NULL;
+		if (a->node->id == p->id) {
+			n = a->node;
 			goto found;
 		}
+		node_alias_drop_locked(a);
+	}
+	key.id = p->id;
+	if ((np = tfind(&key, &node_ids, node_cmp_id)) != NULL) {
+		n = *np;
+		/* A directory has one name: an older one is stale. */
+		while (n->is_dir && n->aliases != NULL)
+			node_alias_drop_locked(n->aliases);
+		if (node_alias_add_locked(n, parent, name) != 0) {
+			n = NULL;
+			goto found;
+		}
+		if (!n->is_dir) {
+			n->tier = p->tier;
+			n->dev = p->st.st_dev;
+			n->ino = p->st.st_ino;
+		}
+		goto found;
 	}
 	if ((n = node_alloc(is_dir)) == NULL)
 		goto found;
-	n->id = node_next_id++;
+	n->id = p->id;
 	n->tier = p->tier;
 	n->dev = p->st.st_dev;
 	n->ino = p->st.st_ino;
 	if (is_dir) {
-		/* Tiers before the first hit were probed and lack it. */
+		/*
+		 * The index knows its tiers; without it, tiers before the
+		 * first hit were probed and lack it.
+		 */
 		for (t = p->tier; t < dfs.ntiers; t++)
-			n->fds[t] = DIRFD_UNKNOWN;
+			if (p->tiers == 0 || (p->tiers & (1u << t)))
+				n->fds[t] = DIRFD_UNKNOWN;
 	}
-	if (tsearch(n, &node_ids, node_cmp_id) == NULL)
-		goto fail;
-	if (!is_dir && tsearch(n, &node_inos, node_cmp_ino) == NULL) {
-		tdelete(n, &node_ids, node_cmp_id);
-		goto fail;
+	if (tsearch(n, &node_ids, node_cmp_id) == NULL) {
+		free(n);
+		n = NULL;
+		goto found;
 	}
 	if (node_alias_add_locked(n, parent, name) != 0) {
 		tdelete(n, &node_ids, node_cmp_id);
-		if (!is_dir)
-			tdelete(n, &node_inos, node_cmp_ino);
-		goto fail;
+		free(n);
+		n = NULL;
+		goto found;
 	}
 	node_total++;
 found:
@@ -411,10 +400,6 @@ found:
 		n->nlookup++;
 	pthread_mutex_unlock(&node_mtx);
 	return (n);
-fail:
-	free(n);
-	pthread_mutex_unlock(&node_mtx);
-	return (NULL);
 }
 
 /* The node cached for name in parent, referenced, or NULL. */
@@ -519,4 +504,18 @@ node_alias_swap(struct node *p1, const char *n1, struct node *p2,
 	pthread_mutex_unlock(&node_mtx);
 	node_alias_remove(p1, n1);
 	node_alias_remove(p2, n2);
+}
+
+/* n itself, or its parent, counted as one more kernel lookup. */
+struct node *
+node_self(struct node *n, int up)
+{
+	pthread_mutex_lock(&node_mtx);
+	if (up)
+		n = n == node_rootp ? n : n->aliases != NULL ?
+		    n->aliases->parent : NULL;
+	if (n != NULL)
+		n->nlookup++;
+	pthread_mutex_unlock(&node_mtx);
+	return (n);
 }

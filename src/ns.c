@@ -31,6 +31,18 @@ ns_touch_dir(struct node *dir, int t)
 }
 
 /*
+ * The tiers have changed; an index that failed to follow is put right by
+ * the next scan (it always runs at start), and lookups repair stale rows.
+ */
+static void
+ns_index(int rv, const char *op, const char *name)
+{
+	if (rv != 0)
+		log_error("%s %s: index not updated: %s", op, name,
+		    strerror(-rv));
+}
+
+/*
  * The handle of dir on tier t, creating it there (and its missing parents)
  * with the mode, owner, extended attributes and times of the existing one.
  */
@@ -79,6 +91,7 @@ ns_ensure_dir(struct node *dir, int t)
 		}
 	}
 	node_dir_created(dir, t, fd);
+	index_add_tier(dir->id, t);
 	rv = node_dirfd(dir, t);
 out:
 	node_put(parent);
@@ -185,6 +198,30 @@ ns_create(struct node *parent, const char *name, mode_t mode, int flags,
 	return (0);
 }
 
+/* A new name of node n: the index and the node table share its inode. */
+static int
+ns_link_enter(struct node *n, struct node *nparent, const char *nname, int t,
+    int npfd, struct fuse_entry_param *e)
+{
+	struct probe	 p;
+	struct node	*ln;
+	int		 rv;
+
+	if ((rv = tier_fstatat(t, npfd, nname, &p.st)) != 0)
+		return (rv);
+	p.tier = t;
+	p.id = n->id;
+	p.tiers = 0;
+	if ((rv = index_link(nparent->id, nname, n->id, &p.st)) != 0)
+		log_warn("link %s: index not updated: %s", nname,
+		    strerror(-rv));
+	if ((ln = node_enter(nparent, nname, &p)) == NULL)
+		return (-ENOMEM);
+	p.st.st_ino = ln->id;
+	op_entry_fill(ln, &p.st, e);
+	return (0);
+}
+
 /* link: on the tier that holds the file, so it stays one file. */
 int
 ns_link(struct node *n, struct node *nparent, const char *nname,
@@ -203,7 +240,7 @@ ns_link(struct node *n, struct node *nparent, const char *nname,
 	else if ((npfd = ns_ensure_dir(nparent, t)) < 0)
 		rv = npfd;
 	else if ((rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0 &&
-	    (rv = resolve_lookup_at(nparent, nname, t, e)) == 0)
+	    (rv = ns_link_enter(n, nparent, nname, t, npfd, e)) == 0)
 		ns_touch_dir(nparent, t);
 	node_put(oparent);
 	return (rv);
@@ -223,6 +260,7 @@ ns_unlink(struct node *parent, const char *name)
 		return (pfd);
 	if ((rv = tier_unlinkat(p.tier, pfd, name, 0)) != 0)
 		return (rv);
+	ns_index(index_unlink(parent->id, name), "unlink", name);
 	node_alias_remove(parent, name);
 	ns_touch_dir(parent, p.tier);
 	return (0);
@@ -278,6 +316,7 @@ ns_rmdir(struct node *parent, const char *name)
 	rv = ns_rmdir_tiers(parent, name, fds, 1);
 	ns_close_fds(fds);
 	if (rv == 0) {
+		ns_index(index_unlink(parent->id, name), "rmdir", name);
 		node_alias_remove(parent, name);
 		node_subdirs_changed(parent);
 	}
@@ -385,8 +424,11 @@ ns_rename(struct node *p1, const char *n1, struct node *p2, const char *n2,
 			rv = -EINVAL;
 			goto out;
 		}
-		if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) == 0)
+		if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) == 0) {
+			ns_index(index_rename(p1->id, n1, p2->id, n2, 1),
+			    "rename", n1);
 			node_alias_swap(p1, n1, p2, n2);
+		}
 		goto done;
 	}
 	/* A directory being replaced must be empty on every tier. */
@@ -410,6 +452,7 @@ ns_rename(struct node *p1, const char *n1, struct node *p2, const char *n2,
 		} else
 			tier_unlinkat(d.tier, node_dirfd(p2, d.tier), n2, 0);
 	}
+	ns_index(index_rename(p1->id, n1, p2->id, n2, 0), "rename", n1);
 	node_alias_move(p1, n1, p2, n2);
 done:
 	if (rv == 0) {

@@ -23,15 +23,71 @@ resolve_name_ok(const char *name)
 	return (0);
 }
 
+/* Does what a tier holds match what the index says is there? */
+static int
+resolve_matches(const struct irow *r, const struct stat *st)
+{
+	if (r->type != (st->st_mode & S_IFMT))
+		return (0);
+	return (S_ISDIR(st->st_mode) || (r->dev == (uint64_t)st->st_dev &&
+	    r->ino == (uint64_t)st->st_ino));
+}
+
 /*
- * Find name in parent: the fastest tier that holds it wins.  A name cached
- * in the node table is tried on its own tier first, so a hit costs one
- * backing call whatever tier it is on.
+ * Probe the tiers in order for name: the fastest holding it wins.  The
+ * index learns the answer.
+ */
+static int
+resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
+{
+	struct stat	st;
+	int		t, u, fd, rv;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((fd = node_dirfd(parent, t)) < 0)
+			continue;
+		rv = tier_fstatat(t, fd, name, &p->st);
+		if (rv == -ENOENT || rv == -ENOTDIR)
+			continue;
+		if (rv != 0)
+			return (rv);
+		p->tier = t;
+		p->tiers = 0;
+		if (S_ISDIR(p->st.st_mode)) {
+			p->tiers = 1u << t;
+			for (u = t + 1; u < dfs.ntiers; u++)
+				if ((fd = node_dirfd(parent, u)) >= 0 &&
+				    tier_fstatat(u, fd, name, &st) == 0 &&
+				    S_ISDIR(st.st_mode))
+					p->tiers |= 1u << u;
+		}
+		return (index_add(parent->id, name, t, p->tiers, &p->st,
+		    &p->id));
+	}
+	return (-ENOENT);
+}
+
+/* The index had a row for a name its tier no longer holds: forget it. */
+static void
+resolve_stale(struct node *parent, const char *name)
+{
+	log_debug("%s: stale index row for %s in %llu", __func__, name,
+	    (unsigned long long)parent->id);
+	index_unlink(parent->id, name);
+	node_alias_remove(parent, name);
+}
+
+/*
+ * Find name in parent.  The node table, then the index, say which tier
+ * holds it, and one backing call there confirms it.  A stale row is
+ * repaired; a miss is final once a full scan has completed, and before
+ * that the tiers are probed.
  */
 int
 resolve_probe(struct node *parent, const char *name, struct probe *p)
 {
 	struct node	*n;
+	struct irow	 r;
 	int		 t, fd, rv;
 
 	if ((rv = resolve_name_ok(name)) != 0)
@@ -42,28 +98,33 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && (n->is_dir ? S_ISDIR(p->st.st_mode) :
 		    (n->dev == p->st.st_dev && n->ino == p->st.st_ino))) {
-			/*
-			 * Names made through dfs never shadow one another;
-			 * what changed behind its back is the scan's to find.
-			 */
 			p->tier = t;
+			p->id = n->id;
+			p->tiers = 0;
 			node_put(n);
 			return (0);
 		}
 		node_put(n);
 	}
-	for (t = 0; t < dfs.ntiers; t++) {
-		if ((fd = node_dirfd(parent, t)) < 0)
-			continue;
-		rv = tier_fstatat(t, fd, name, &p->st);
-		if (rv == 0) {
+	rv = index_lookup(parent->id, name, &r);
+	if (rv == 0) {
+		t = r.tier;
+		fd = node_dirfd(parent, t);
+		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
+		if (rv == 0 && resolve_matches(&r, &p->st)) {
 			p->tier = t;
+			p->id = r.id;
+			p->tiers = r.tiers;
 			return (0);
 		}
-		if (rv != -ENOENT && rv != -ENOTDIR)
+		if (rv != 0 && rv != -ENOENT && rv != -ENOTDIR)
 			return (rv);
-	}
-	return (-ENOENT);
+		resolve_stale(parent, name);
+	} else if (rv != -ENOENT)
+		return (rv);
+	else if (index_is_scanned())
+		return (-ENOENT);
+	return (resolve_probe_tiers(parent, name, p));
 }
 
 /* The subdirectories of a directory, over all its tiers. */
@@ -131,13 +192,20 @@ resolve_lookup(struct node *parent, const char *name,
 	struct node	*n;
 	int		 rv;
 
-	if ((rv = resolve_probe(parent, name, &p)) != 0)
-		return (rv);
-	if ((n = node_enter(parent, name, &p)) == NULL)
-		return (-ENOMEM);
-	if (n->is_dir) {
-		rv = resolve_stat(n, &p.st);
-		if (rv != 0) {
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		/* NFS reconnects a handle through its parent. */
+		if ((n = node_self(parent, name[1] == '.')) == NULL)
+			return (-ESTALE);
+		if ((rv = resolve_stat(n, &p.st)) != 0) {
+			node_forget(n->id, 1);
+			return (rv);
+		}
+	} else {
+		if ((rv = resolve_probe(parent, name, &p)) != 0)
+			return (rv);
+		if ((n = node_enter(parent, name, &p)) == NULL)
+			return (-ENOMEM);
+		if (n->is_dir && (rv = resolve_stat(n, &p.st)) != 0) {
 			node_forget(n->id, 1);
 			return (rv);
 		}
@@ -167,6 +235,9 @@ resolve_list(struct node *dir, struct dirlist *l)
 	size_t	i, j;
 	int	t, fd, rv;
 
+	/* Once the index is whole, a listing costs no backing call. */
+	if (index_is_scanned())
+		return (index_list(dir->id, l));
 	l->ents = NULL;
 	l->n = 0;
 	for (t = 0; t < dfs.ntiers; t++) {
@@ -221,12 +292,16 @@ resolve_dir_tiers(struct node *parent, const char *name, int *fds)
 	return (n);
 }
 
-/* Lookup of a name whose tier a listing already told. */
+/*
+ * Lookup of a name whose tier is known (a listing, or dfs just made it
+ * there): one backing call, and the index gives or learns its inode.
+ */
 int
 resolve_lookup_at(struct node *parent, const char *name, int t,
     struct fuse_entry_param *e)
 {
 	struct probe	 p;
+	struct irow	 r;
 	struct node	*n;
 	int		 fd, rv;
 
@@ -235,6 +310,19 @@ resolve_lookup_at(struct node *parent, const char *name, int t,
 	if ((rv = tier_fstatat(t, fd, name, &p.st)) != 0)
 		return (rv);
 	p.tier = t;
+	p.tiers = S_ISDIR(p.st.st_mode) ? 1u << t : 0;
+	rv = index_lookup(parent->id, name, &r);
+	if (rv == 0 && r.tier == t && resolve_matches(&r, &p.st)) {
+		p.id = r.id;
+		p.tiers = r.tiers;
+	} else if (rv == 0 || rv == -ENOENT) {
+		if (rv == 0)
+			resolve_stale(parent, name);
+		if ((rv = index_add(parent->id, name, t, p.tiers, &p.st,
+		    &p.id)) != 0)
+			return (rv);
+	} else
+		return (rv);
 	if ((n = node_enter(parent, name, &p)) == NULL)
 		return (-ENOMEM);
 	if (n->is_dir && (rv = resolve_stat(n, &p.st)) != 0) {

@@ -1,0 +1,865 @@
+/*
+ * The index: where each file lives.  Two tables, as a filesystem has them:
+ * inode (id = st_ino = FUSE node id) and dentry (parent, name -> inode).
+ * The only file that includes <sqlite3.h>.
+ *
+ * FUSE threads share one connection under a mutex; each statement is
+ * prepared once.  The scan has a connection of its own and commits in
+ * short batches so that FUSE writers never wait long.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "dfs.h"
+
+#define INDEX_VERSION	1
+
+enum {
+	Q_LOOKUP,
+	Q_GET,
+	Q_NAME,
+	Q_INS_INODE,
+	Q_INS_DENTRY,
+	Q_DEL_DENTRY,
+	Q_DEL_ORPHAN,
+	Q_RENAME,
+	Q_SET_TIER,
+	Q_SET_TIERS,
+	Q_SET_STAT,
+	Q_LIST,
+	Q_META_GET,
+	Q_META_SET,
+	Q_FIND_LINK,
+	Q_COUNT_CHILD,
+	Q_SCAN_MARK,
+	Q_SCAN_MARKD,
+	Q_LAST
+};
+
+static const char *index_sql[Q_LAST] = {
+	[Q_LOOKUP] = "SELECT i.id, i.type, i.tier, i.tiers, i.dev, i.ino, "
+	    "i.size, i.mtime FROM dentry d JOIN inode i ON i.id = d.inode "
+	    "WHERE d.parent = ?1 AND d.name = ?2",
+	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime "
+	    "FROM inode WHERE id = ?1",
+	[Q_NAME] = "SELECT parent, name FROM dentry WHERE inode = ?1 LIMIT 1",
+	[Q_INS_INODE] = "INSERT INTO inode (type, tier, tiers, dev, ino, "
+	    "nlink, size, mtime, ctime, gen) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[Q_INS_DENTRY] = "INSERT OR REPLACE INTO dentry (parent, name, inode, "
+	    "gen) VALUES (?1, ?2, ?3, ?4)",
+	[Q_DEL_DENTRY] = "DELETE FROM dentry WHERE parent = ?1 AND name = ?2 "
+	    "RETURNING inode",
+	[Q_DEL_ORPHAN] = "DELETE FROM inode WHERE id = ?1 AND id != 1 AND "
+	    "NOT EXISTS (SELECT 1 FROM dentry WHERE inode = ?1)",
+	[Q_RENAME] = "UPDATE dentry SET parent = ?3, name = ?4, gen = ?5 "
+	    "WHERE parent = ?1 AND name = ?2",
+	[Q_SET_TIER] = "UPDATE inode SET tier = ?2, dev = ?3, ino = ?4 "
+	    "WHERE id = ?1",
+	[Q_SET_TIERS] = "UPDATE inode SET tier = min(tier, ?2), "
+	    "tiers = tiers | (1 << ?2) WHERE id = ?1",
+	[Q_SET_STAT] = "UPDATE inode SET size = ?2, mtime = ?3, ctime = ?4, "
+	    "nlink = ?5 WHERE id = ?1",
+	[Q_LIST] = "SELECT d.name, i.type, i.tier FROM dentry d "
+	    "JOIN inode i ON i.id = d.inode WHERE d.parent = ?1",
+	[Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[Q_META_SET] = "INSERT OR REPLACE INTO meta (key, value) "
+	    "VALUES (?1, ?2)",
+	[Q_FIND_LINK] = "SELECT id FROM inode WHERE tier = ?1 AND dev = ?2 "
+	    "AND ino = ?3 AND nlink > 1",
+	[Q_COUNT_CHILD] = "SELECT count(*) FROM dentry WHERE parent = ?1",
+	[Q_SCAN_MARK] = "UPDATE inode SET tier = ?2, tiers = ?3, gen = ?4 "
+	    "WHERE id = ?1",
+	[Q_SCAN_MARKD] = "UPDATE dentry SET gen = ?3 WHERE parent = ?1 AND "
+	    "name = ?2",
+};
+
+static const char index_schema[] =
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY, value INTEGER);"
+    "CREATE TABLE IF NOT EXISTS inode ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  type INTEGER NOT NULL,"		/* S_IFMT */
+    "  tier INTEGER NOT NULL,"		/* file: its tier; dir: fastest */
+    "  tiers INTEGER NOT NULL DEFAULT 0,"	/* dir: mask of its tiers */
+    "  dev INTEGER, ino INTEGER, nlink INTEGER DEFAULT 1,"
+    "  size INTEGER DEFAULT 0, mtime INTEGER DEFAULT 0,"	/* ns */
+    "  ctime INTEGER DEFAULT 0,"
+    "  atime_seen INTEGER DEFAULT 0,"	/* last access through dfs */
+    "  accesses INTEGER DEFAULT 0,"
+    "  pin INTEGER DEFAULT 0,"
+    "  gen INTEGER DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS dentry ("
+    "  parent INTEGER NOT NULL, name TEXT NOT NULL, inode INTEGER NOT NULL,"
+    "  gen INTEGER DEFAULT 0, PRIMARY KEY (parent, name)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS dentry_inode ON dentry (inode);"
+    "CREATE INDEX IF NOT EXISTS inode_age ON inode (tier, mtime);"
+    "CREATE INDEX IF NOT EXISTS inode_link ON inode (tier, dev, ino) "
+    "  WHERE nlink > 1;"
+    "CREATE TABLE IF NOT EXISTS conflict ("
+    "  parent INTEGER NOT NULL, name TEXT NOT NULL, tier INTEGER NOT NULL,"
+    "  PRIMARY KEY (parent, name, tier)) WITHOUT ROWID;";
+
+struct index_conn {
+	sqlite3		*db;
+	sqlite3_stmt	*q[Q_LAST];
+};
+
+static struct index_conn	 index_main;
+static pthread_mutex_t		 index_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char			*index_path;
+static atomic_int		 index_scanned;	/* a full scan has completed */
+static atomic_long		 index_gen;	/* the current scan generation */
+
+static int
+index_err(sqlite3 *db, const char *what)
+{
+	log_error("index %s: %s: %s", index_path, what, sqlite3_errmsg(db));
+	switch (sqlite3_errcode(db)) {
+	case SQLITE_FULL:
+		return (-ENOSPC);
+	case SQLITE_NOMEM:
+		return (-ENOMEM);
+	case SQLITE_READONLY:
+		return (-EROFS);
+	default:
+		return (-EIO);
+	}
+}
+
+static int
+index_conn_open(struct index_conn *c, char **cause)
+{
+	int	i;
+
+	if (sqlite3_open_v2(index_path, &c->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		asprintf(cause, "index %s: %s", index_path,
+		    c->db != NULL ? sqlite3_errmsg(c->db) : "out of memory");
+		return (-1);
+	}
+	sqlite3_busy_timeout(c->db, 10000);
+	if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL;"
+	    "PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=OFF;"
+	    "PRAGMA temp_store=MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, index_schema, NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	for (i = 0; i < Q_LAST; i++) {
+		if (sqlite3_prepare_v3(c->db, index_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &c->q[i], NULL) != SQLITE_OK)
+			goto fail;
+	}
+	return (0);
+fail:
+	asprintf(cause, "index %s: %s", index_path, sqlite3_errmsg(c->db));
+	for (i = 0; i < Q_LAST; i++)
+		sqlite3_finalize(c->q[i]);
+	sqlite3_close(c->db);
+	c->db = NULL;
+	return (-1);
+}
+
+static void
+index_conn_close(struct index_conn *c)
+{
+	int	i;
+
+	if (c->db == NULL)
+		return;
+	for (i = 0; i < Q_LAST; i++)
+		sqlite3_finalize(c->q[i]);
+	sqlite3_close(c->db);
+	c->db = NULL;
+}
+
+/* Bind the arguments, run to completion; the first row is left in q. */
+static sqlite3_stmt *
+index_q(struct index_conn *c, int which)
+{
+	sqlite3_stmt	*q = c->q[which];
+
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return (q);
+}
+
+static int64_t
+index_meta_get(struct index_conn *c, const char *key, int64_t def)
+{
+	sqlite3_stmt	*q = index_q(c, Q_META_GET);
+	int64_t		 v = def;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return (v);
+}
+
+static int
+index_meta_set(struct index_conn *c, const char *key, int64_t v)
+{
+	sqlite3_stmt	*q = index_q(c, Q_META_SET);
+	int		 rv;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, v);
+	rv = sqlite3_step(q) == SQLITE_DONE ? 0 : index_err(c->db, key);
+	sqlite3_reset(q);
+	return (rv);
+}
+
+/*
+ * Open (or create) the index at path.  Returns 1 if a full scan is needed
+ * (new index, or the last run did not shut down cleanly), 0 if not, -1
+ * with *cause on error.
+ */
+int
+index_open(const char *path, char **cause)
+{
+	struct index_conn	*c = &index_main;
+	sqlite3_stmt		*q;
+	int64_t			 version, dirty, scanned;
+	int			 rv;
+
+	index_path = strdup(path);
+	if (index_conn_open(c, cause) != 0)
+		return (-1);
+	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &q,
+	    NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
+		asprintf(cause, "index %s: %s", path, sqlite3_errmsg(c->db));
+		sqlite3_finalize(q);
+		return (-1);
+	}
+	version = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	if (version > INDEX_VERSION) {
+		asprintf(cause, "index %s: version %lld is newer than this "
+		    "dfs knows (%d)", path, (long long)version, INDEX_VERSION);
+		return (-1);
+	}
+	/* Version 1 is the first; later versions upgrade from here. */
+	sqlite3_exec(c->db, "PRAGMA user_version = 1;"
+	    "INSERT OR IGNORE INTO inode (id, type, tier, tiers) "
+	    "VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
+	dirty = index_meta_get(c, "dirty", 1);
+	scanned = index_meta_get(c, "scanned", 0);
+	atomic_store(&index_gen, index_meta_get(c, "gen", 0));
+	/* Until a clean shutdown clears it, the index may lag the tiers. */
+	if (index_meta_set(c, "dirty", 1) != 0) {
+		asprintf(cause, "index %s: %s", path, sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	rv = dirty || !scanned;
+	/*
+	 * A scan runs at every start, since the tiers may have changed while
+	 * dfs was down; until it completes, misses probe the tiers.
+	 */
+	atomic_store(&index_scanned, 0);
+	return (rv);
+}
+
+void
+index_close(int clean)
+{
+	pthread_mutex_lock(&index_mtx);
+	if (index_main.db != NULL && clean)
+		index_meta_set(&index_main, "dirty", 0);
+	index_conn_close(&index_main);
+	pthread_mutex_unlock(&index_mtx);
+	free(index_path);
+	index_path = NULL;
+}
+
+int
+index_is_scanned(void)
+{
+	return (atomic_load(&index_scanned));
+}
+
+static void
+index_row(sqlite3_stmt *q, struct irow *r)
+{
+	r->id = sqlite3_column_int64(q, 0);
+	r->type = sqlite3_column_int(q, 1);
+	r->tier = sqlite3_column_int(q, 2);
+	r->tiers = sqlite3_column_int(q, 3);
+	r->dev = sqlite3_column_int64(q, 4);
+	r->ino = sqlite3_column_int64(q, 5);
+	r->size = sqlite3_column_int64(q, 6);
+	r->mtime = sqlite3_column_int64(q, 7);
+}
+
+/* (parent, name) -> row; -ENOENT when the index has no such name. */
+int
+index_lookup(fuse_ino_t parent, const char *name, struct irow *r)
+{
+	sqlite3_stmt	*q;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_LOOKUP);
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	switch (sqlite3_step(q)) {
+	case SQLITE_ROW:
+		index_row(q, r);
+		rv = 0;
+		break;
+	case SQLITE_DONE:
+		rv = -ENOENT;
+		break;
+	default:
+		rv = index_err(index_main.db, "lookup");
+		break;
+	}
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+int
+index_get(fuse_ino_t id, struct irow *r)
+{
+	sqlite3_stmt	*q;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_GET);
+	sqlite3_bind_int64(q, 1, id);
+	rv = sqlite3_step(q);
+	if (rv == SQLITE_ROW) {
+		index_row(q, r);
+		rv = 0;
+	} else
+		rv = rv == SQLITE_DONE ? -ENOENT : index_err(index_main.db,
+		    "get");
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* One name of inode id: its parent and the name copied into buf. */
+int
+index_name(fuse_ino_t id, fuse_ino_t *parent, char *buf, size_t len)
+{
+	sqlite3_stmt	*q;
+	const char	*name;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_NAME);
+	sqlite3_bind_int64(q, 1, id);
+	rv = sqlite3_step(q);
+	if (rv == SQLITE_ROW) {
+		*parent = sqlite3_column_int64(q, 0);
+		name = (const char *)sqlite3_column_text(q, 1);
+		if (name == NULL || strlen(name) >= len)
+			rv = -ENAMETOOLONG;
+		else {
+			strcpy(buf, name);
+			rv = 0;
+		}
+	} else
+		rv = rv == SQLITE_DONE ? -ENOENT : index_err(index_main.db,
+		    "name");
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+static int
+index_step_done(struct index_conn *c, sqlite3_stmt *q, const char *what)
+{
+	int	rv;
+
+	rv = sqlite3_step(q) == SQLITE_DONE ? 0 : index_err(c->db, what);
+	sqlite3_reset(q);
+	return (rv);
+}
+
+static int64_t
+index_ns(const struct timespec *ts)
+{
+	return ((int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec);
+}
+
+/* A new inode row for st on tier t; its id is the new node id. */
+static int
+index_insert_inode(struct index_conn *c, int t, unsigned tiers,
+    const struct stat *st, fuse_ino_t *id)
+{
+	sqlite3_stmt	*q = index_q(c, Q_INS_INODE);
+	int		 rv;
+
+	sqlite3_bind_int(q, 1, st->st_mode & S_IFMT);
+	sqlite3_bind_int(q, 2, t);
+	sqlite3_bind_int(q, 3, tiers);
+	sqlite3_bind_int64(q, 4, (int64_t)st->st_dev);
+	sqlite3_bind_int64(q, 5, (int64_t)st->st_ino);
+	sqlite3_bind_int64(q, 6, S_ISDIR(st->st_mode) ? 1 : st->st_nlink);
+	sqlite3_bind_int64(q, 7, st->st_size);
+	sqlite3_bind_int64(q, 8, index_ns(&st->st_mtim));
+	sqlite3_bind_int64(q, 9, index_ns(&st->st_ctim));
+	sqlite3_bind_int64(q, 10, atomic_load(&index_gen));
+	if ((rv = index_step_done(c, q, "insert inode")) == 0)
+		*id = sqlite3_last_insert_rowid(c->db);
+	return (rv);
+}
+
+static int
+index_insert_dentry(struct index_conn *c, fuse_ino_t parent,
+    const char *name, fuse_ino_t id)
+{
+	sqlite3_stmt	*q = index_q(c, Q_INS_DENTRY);
+
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, id);
+	sqlite3_bind_int64(q, 4, atomic_load(&index_gen));
+	return (index_step_done(c, q, "insert dentry"));
+}
+
+/* Drop name from parent; the inode goes too once no name is left. */
+static int
+index_remove_dentry(struct index_conn *c, fuse_ino_t parent,
+    const char *name)
+{
+	sqlite3_stmt	*q = index_q(c, Q_DEL_DENTRY);
+	fuse_ino_t	 id = 0;
+	int		 rv;
+
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	rv = sqlite3_step(q);
+	if (rv == SQLITE_ROW) {
+		id = sqlite3_column_int64(q, 0);
+		rv = sqlite3_step(q);
+	}
+	sqlite3_reset(q);
+	if (rv != SQLITE_DONE)
+		return (index_err(c->db, "remove dentry"));
+	if (id == 0)
+		return (0);
+	q = index_q(c, Q_DEL_ORPHAN);
+	sqlite3_bind_int64(q, 1, id);
+	return (index_step_done(c, q, "remove inode"));
+}
+
+static int
+index_begin(struct index_conn *c)
+{
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return (index_err(c->db, "begin"));
+	return (0);
+}
+
+static int
+index_end(struct index_conn *c, int rv)
+{
+	if (rv == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		rv = index_err(c->db, "commit");
+	if (rv != 0)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return (rv);
+}
+
+/*
+ * A name found on tier t (or just made there): give it an inode, or, for
+ * another name of a known hard-linked file, the inode it shares.
+ */
+int
+index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
+    const struct stat *st, fuse_ino_t *id)
+{
+	struct index_conn	*c = &index_main;
+	sqlite3_stmt		*q;
+	int			 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(c)) != 0)
+		goto out;
+	*id = 0;
+	/* Another thread may have added it since this one looked. */
+	q = index_q(c, Q_LOOKUP);
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		struct irow	r;
+
+		index_row(q, &r);
+		sqlite3_reset(q);
+		if (r.type == (st->st_mode & S_IFMT) && r.tier == t &&
+		    (S_ISDIR(st->st_mode) || (r.dev == (uint64_t)st->st_dev &&
+		    r.ino == (uint64_t)st->st_ino)))
+			*id = r.id;
+		else if ((rv = index_remove_dentry(c, parent, name)) != 0)
+			goto end;
+	}
+	sqlite3_reset(q);
+	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+		q = index_q(c, Q_FIND_LINK);
+		sqlite3_bind_int(q, 1, t);
+		sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
+		sqlite3_bind_int64(q, 3, (int64_t)st->st_ino);
+		if (sqlite3_step(q) == SQLITE_ROW)
+			*id = sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+	}
+	if (*id == 0)
+		rv = index_insert_inode(c, t, tiers, st, id);
+	if (rv == 0)
+		rv = index_insert_dentry(c, parent, name, *id);
+end:
+	rv = index_end(c, rv);
+out:
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* Another name for inode id (link). */
+int
+index_link(fuse_ino_t parent, const char *name, fuse_ino_t id,
+    const struct stat *st)
+{
+	struct index_conn	*c = &index_main;
+	sqlite3_stmt		*q;
+	int			 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(c)) == 0) {
+		rv = index_insert_dentry(c, parent, name, id);
+		if (rv == 0) {
+			q = index_q(c, Q_SET_STAT);
+			sqlite3_bind_int64(q, 1, id);
+			sqlite3_bind_int64(q, 2, st->st_size);
+			sqlite3_bind_int64(q, 3, index_ns(&st->st_mtim));
+			sqlite3_bind_int64(q, 4, index_ns(&st->st_ctim));
+			sqlite3_bind_int64(q, 5, st->st_nlink);
+			rv = index_step_done(c, q, "link");
+		}
+		rv = index_end(c, rv);
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+int
+index_unlink(fuse_ino_t parent, const char *name)
+{
+	int	rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(&index_main)) == 0)
+		rv = index_end(&index_main, index_remove_dentry(&index_main,
+		    parent, name));
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+static int
+index_move_dentry(struct index_conn *c, fuse_ino_t p1, const char *n1,
+    fuse_ino_t p2, const char *n2)
+{
+	sqlite3_stmt	*q = index_q(c, Q_RENAME);
+
+	sqlite3_bind_int64(q, 1, p1);
+	sqlite3_bind_text(q, 2, n1, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, p2);
+	sqlite3_bind_text(q, 4, n2, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 5, atomic_load(&index_gen));
+	return (index_step_done(c, q, "rename"));
+}
+
+/*
+ * A rename is one dentry row, whatever lies below a renamed directory;
+ * a replaced target loses its name (and its inode, if that was the last).
+ */
+int
+index_rename(fuse_ino_t p1, const char *n1, fuse_ino_t p2, const char *n2,
+    int exchange)
+{
+	struct index_conn	*c = &index_main;
+	int			 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(c)) != 0)
+		goto out;
+	if (exchange) {
+		/* Through a name no client can make. */
+		rv = index_move_dentry(c, p1, n1, p1, "/");
+		if (rv == 0)
+			rv = index_move_dentry(c, p2, n2, p1, n1);
+		if (rv == 0)
+			rv = index_move_dentry(c, p1, "/", p2, n2);
+	} else {
+		rv = index_remove_dentry(c, p2, n2);
+		if (rv == 0)
+			rv = index_move_dentry(c, p1, n1, p2, n2);
+	}
+	rv = index_end(c, rv);
+out:
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* A directory dfs has just made on tier t as well. */
+int
+index_add_tier(fuse_ino_t id, int t)
+{
+	sqlite3_stmt	*q;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_SET_TIERS);
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int(q, 2, t);
+	rv = index_step_done(&index_main, q, "add tier");
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* Size and times after a change through dfs (for migration candidates). */
+int
+index_set_stat(fuse_ino_t id, const struct stat *st)
+{
+	sqlite3_stmt	*q;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_SET_STAT);
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, st->st_size);
+	sqlite3_bind_int64(q, 3, index_ns(&st->st_mtim));
+	sqlite3_bind_int64(q, 4, index_ns(&st->st_ctim));
+	sqlite3_bind_int64(q, 5, S_ISDIR(st->st_mode) ? 1 : st->st_nlink);
+	rv = index_step_done(&index_main, q, "set stat");
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* The names in directory parent, as the index knows them. */
+int
+index_list(fuse_ino_t parent, struct dirlist *l)
+{
+	sqlite3_stmt	*q;
+	struct dirent_m	*ents;
+	size_t		 cap = 0;
+	int		 rv;
+
+	l->ents = NULL;
+	l->n = 0;
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_LIST);
+	sqlite3_bind_int64(q, 1, parent);
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (l->n == cap) {
+			cap = cap < 64 ? 64 : cap * 2;
+			if ((ents = realloc(l->ents, cap * sizeof *ents)) ==
+			    NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			l->ents = ents;
+		}
+		l->ents[l->n].name = strdup((const char *)
+		    sqlite3_column_text(q, 0));
+		if (l->ents[l->n].name == NULL) {
+			rv = SQLITE_NOMEM;
+			break;
+		}
+		l->ents[l->n].type = (sqlite3_column_int(q, 1) >> 12) & 017;
+		l->ents[l->n].tier = sqlite3_column_int(q, 2);
+		l->ents[l->n].ino = 0;
+		l->n++;
+	}
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != SQLITE_DONE) {
+		dirlist_free(l);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	return (0);
+}
+
+/*
+ * The scan: its own connection, entries upserted in batches, rows it did
+ * not see swept at the end.  Rows the FUSE threads write meanwhile carry
+ * the new generation, so the sweep spares them.
+ */
+static struct index_conn	index_scan_c;
+static int			index_scan_fresh;
+static unsigned			index_scan_batch_n;
+
+#define INDEX_SCAN_BATCH	4096
+
+int
+index_scan_begin(unsigned all_tiers, char **cause)
+{
+	struct index_conn	*c = &index_scan_c;
+	sqlite3_stmt		*q;
+	char			 sql[128];
+
+	if (index_conn_open(c, cause) != 0)
+		return (-1);
+	atomic_fetch_add(&index_gen, 1);
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM dentry", -1, &q,
+	    NULL) != SQLITE_OK)
+		goto fail;
+	index_scan_fresh = sqlite3_step(q) == SQLITE_ROW &&
+	    sqlite3_column_int64(q, 0) == 0;
+	sqlite3_finalize(q);
+	snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; DELETE FROM conflict;"
+	    "UPDATE inode SET tier = 0, tiers = %u, gen = %ld WHERE id = 1",
+	    all_tiers, atomic_load(&index_gen));
+	if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	index_scan_batch_n = 0;
+	return (0);
+fail:
+	asprintf(cause, "index %s: scan: %s", index_path,
+	    sqlite3_errmsg(c->db));
+	index_conn_close(c);
+	return (-1);
+}
+
+/* Commit now and then, so FUSE threads' writes get their turn. */
+static int
+index_scan_tick(struct index_conn *c)
+{
+	if (++index_scan_batch_n < INDEX_SCAN_BATCH)
+		return (0);
+	index_scan_batch_n = 0;
+	if (sqlite3_exec(c->db, "COMMIT; BEGIN IMMEDIATE", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		return (index_err(c->db, "scan commit"));
+	return (0);
+}
+
+/* One name the scan found: keep its inode if it is the same object. */
+int
+index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
+    const struct stat *st, fuse_ino_t *id)
+{
+	struct index_conn	*c = &index_scan_c;
+	struct irow		 r;
+	sqlite3_stmt		*q;
+	int64_t			 gen = atomic_load(&index_gen);
+	int			 rv, found = 0;
+
+	if (!index_scan_fresh) {
+		q = index_q(c, Q_LOOKUP);
+		sqlite3_bind_int64(q, 1, parent);
+		sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			index_row(q, &r);
+			found = 1;
+		}
+		sqlite3_reset(q);
+	}
+	if (found && (unsigned)r.type == (st->st_mode & S_IFMT) &&
+	    (S_ISDIR(st->st_mode) || (r.tier == t &&
+	    r.dev == (uint64_t)st->st_dev && r.ino == (uint64_t)st->st_ino))) {
+		*id = r.id;
+		q = index_q(c, Q_SET_STAT);
+		sqlite3_bind_int64(q, 1, r.id);
+		sqlite3_bind_int64(q, 2, st->st_size);
+		sqlite3_bind_int64(q, 3, index_ns(&st->st_mtim));
+		sqlite3_bind_int64(q, 4, index_ns(&st->st_ctim));
+		sqlite3_bind_int64(q, 5, S_ISDIR(st->st_mode) ? 1 :
+		    st->st_nlink);
+		if ((rv = index_step_done(c, q, "scan stat")) != 0)
+			return (rv);
+		q = index_q(c, Q_SCAN_MARK);
+		sqlite3_bind_int64(q, 1, r.id);
+		sqlite3_bind_int(q, 2, t);
+		sqlite3_bind_int(q, 3, tiers);
+		sqlite3_bind_int64(q, 4, gen);
+		if ((rv = index_step_done(c, q, "scan mark")) != 0)
+			return (rv);
+		q = index_q(c, Q_SCAN_MARKD);
+		sqlite3_bind_int64(q, 1, parent);
+		sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 3, gen);
+		rv = index_step_done(c, q, "scan mark");
+	} else {
+		if (found && (rv = index_remove_dentry(c, parent, name)) != 0)
+			return (rv);
+		*id = 0;
+		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+			q = index_q(c, Q_FIND_LINK);
+			sqlite3_bind_int(q, 1, t);
+			sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
+			sqlite3_bind_int64(q, 3, (int64_t)st->st_ino);
+			if (sqlite3_step(q) == SQLITE_ROW)
+				*id = sqlite3_column_int64(q, 0);
+			sqlite3_reset(q);
+		}
+		rv = 0;
+		if (*id == 0)
+			rv = index_insert_inode(c, t, tiers, st, id);
+		if (rv == 0)
+			rv = index_insert_dentry(c, parent, name, *id);
+	}
+	if (rv == 0)
+		rv = index_scan_tick(c);
+	return (rv);
+}
+
+int
+index_scan_conflict(fuse_ino_t parent, const char *name, int t)
+{
+	struct index_conn	*c = &index_scan_c;
+	sqlite3_stmt		*q;
+	int			 rv;
+
+	if (sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO conflict "
+	    "(parent, name, tier) VALUES (?1, ?2, ?3)", -1, &q, NULL) !=
+	    SQLITE_OK)
+		return (index_err(c->db, "conflict"));
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 3, t);
+	rv = sqlite3_step(q) == SQLITE_DONE ? 0 : index_err(c->db, "conflict");
+	sqlite3_finalize(q);
+	return (rv);
+}
+
+/* Finish: sweep what the scan did not see, and say the index is whole. */
+int
+index_scan_end(int ok)
+{
+	struct index_conn	*c = &index_scan_c;
+	char			 sql[512];
+	int			 rv = 0;
+
+	if (ok) {
+		snprintf(sql, sizeof sql,
+		    "DELETE FROM dentry WHERE gen < %ld;"
+		    "DELETE FROM inode WHERE id != 1 AND id NOT IN "
+		    "(SELECT inode FROM dentry);"
+		    "INSERT OR REPLACE INTO meta VALUES ('scanned', 1);"
+		    "INSERT OR REPLACE INTO meta VALUES ('gen', %ld);",
+		    atomic_load(&index_gen), atomic_load(&index_gen));
+		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			rv = index_err(c->db, "scan sweep");
+	}
+	if (rv == 0 && ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		rv = index_err(c->db, "scan commit");
+	if (rv != 0 || !ok)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	index_conn_close(c);
+	if (rv == 0 && ok)
+		atomic_store(&index_scanned, 1);
+	return (rv);
+}
