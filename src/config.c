@@ -8,15 +8,20 @@
  *	/etc/dfs.conf:12: tier "archive": high_watermark "120": must be a
  *	percentage 1-100
  *
- * libconfuse does not keep the line of each option, so the parsing
- * callbacks note it (config_note) for the checks that can only run once a
- * section or the whole file is read.  libconfuse's lexer and parser use
- * globals, so loads are serialised by config_lock; the callbacks reach the
- * load in progress through config_cur.
+ * libconfuse parses; its parsing callbacks (config_parse_*) check each
+ * value, its validation callbacks (config_check_*) each section as it
+ * closes, and config_build what spans sections.  libconfuse does not keep
+ * the line of each option, so the parsing callbacks note it (config_note)
+ * for the later checks.  Comments are blanked before libconfuse sees the
+ * text, as its lexer miscounts lines after them (config_strip).
+ *
+ * libconfuse's lexer and parser use globals, so loads are serialised by
+ * config_lock; the callbacks reach the load in progress through config_cur.
  */
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <confuse.h>
@@ -37,6 +42,7 @@
 
 #define CONFIG_NAME_MAX		32
 #define CONFIG_TIMEOUT_MAX	86400.0
+#define CONFIG_FILE_MAX		(1024 * 1024)
 
 /* Where a directive was seen: section, option name, line. */
 struct config_note {
@@ -209,6 +215,15 @@ config_error(int line, cfg_t *sec, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Append to a list in a fixed buffer: "a, b, c"; truncates quietly. */
+static void
+config_append(char *buf, size_t len, const char *s)
+{
+	size_t	used = strlen(buf);
+
+	snprintf(buf + used, len - used, "%s%s", used == 0 ? "" : ", ", s);
+}
+
 /* The names a section allows, for "unknown directive" messages. */
 static void
 config_allowed(cfg_opt_t *opts, char *buf, size_t len)
@@ -216,11 +231,8 @@ config_allowed(cfg_opt_t *opts, char *buf, size_t len)
 	size_t	i;
 
 	buf[0] = '\0';
-	for (i = 0; opts[i].name != NULL; i++) {
-		if (i != 0)
-			strlcat(buf, ", ", len);
-		strlcat(buf, opts[i].name, len);
-	}
+	for (i = 0; opts[i].name != NULL; i++)
+		config_append(buf, len, opts[i].name);
 }
 
 /*
@@ -242,9 +254,21 @@ config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 		name = va_arg(ap, const char *);
 		config_allowed(cfg->opts, allowed, sizeof allowed);
 
-		/* A directive written outside the section it belongs in. */
+		/*
+		 * A top-level directive inside a section: a } is missing.  A
+		 * directive outside the section it belongs in: say which.
+		 */
 		hint[0] = '\0';
-		for (sec = cl->root->opts; sec->name != NULL; sec++) {
+		for (sec = cl->root->opts; cfg != cl->root && sec->name != NULL;
+		    sec++) {
+			if (strcmp(sec->name, name) == 0) {
+				snprintf(hint, sizeof hint, " (a \"}\" missing "
+				    "before it?)");
+				break;
+			}
+		}
+		for (sec = cl->root->opts; hint[0] == '\0' && sec->name != NULL;
+		    sec++) {
 			if (sec->type != CFGT_SEC ||
 			    strcmp(sec->name, cfg->name) == 0)
 				continue;
@@ -277,6 +301,11 @@ config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 		config_error(cfg->line, NULL,
 		    "%s \"%s\": defined twice; each %s needs a name of its own",
 		    kind, name, kind);
+		return;
+	}
+	if (strcmp(fmt, "premature end of file") == 0) {
+		config_error(cfg->line, cfg, "premature end of file: a "
+		    "directive without its value, or a \" left open?");
 		return;
 	}
 	config_verror(cfg->line, cfg, fmt, ap);
@@ -524,6 +553,60 @@ config_path_under(const char *path, const char *top)
 }
 
 /*
+ * Blank out the comments before libconfuse's lexer sees them.  Its lexer
+ * (3.3, and master as of 2025) counts every # or // comment as three lines
+ * and every C comment as one line too many, which puts every later
+ * message on the wrong line, and fails on a comment inside a { list }
+ * (libconfuse issue #150).  The scan follows the lexer's own rules: a #
+ * anywhere outside a quoted string, or a // or a C comment where a token
+ * starts; newlines are kept, so the lexer's count becomes right.
+ */
+#define CONFIG_UNQUOTED(c)	((c) != '\0' && strchr(" #\"'\t\n\r={}()+,*", \
+				    (c)) == NULL)
+
+static void
+config_strip(char *buf, size_t len)
+{
+	char	*p = buf, *end = buf + len, *q, quote;
+
+	while (p < end) {
+		if (*p == '#' || (*p == '/' && p + 1 < end && p[1] == '/')) {
+			for (; p < end && *p != '\n'; p++)
+				*p = ' ';
+		} else if (*p == '/' && p + 1 < end && p[1] == '*') {
+			for (; p < end; p++) {
+				if (p + 1 < end && p[0] == '*' && p[1] == '/') {
+					p[0] = p[1] = ' ';
+					p += 2;
+					break;
+				}
+				if (*p != '\n')
+					*p = ' ';
+			}
+		} else if (*p == '"' || *p == '\'') {
+			quote = *p++;
+			while (p < end && *p != quote) {
+				if (*p == '\\')
+					p++;
+				else if (quote == '"' && *p == '$' &&
+				    p + 1 < end && p[1] == '{' &&
+				    (q = memchr(p, '}', end - p)) != NULL)
+					p = q;
+				p++;
+			}
+			p++;
+		} else if (*p == '$' && p + 1 < end && p[1] == '{' &&
+		    (q = memchr(p, '}', end - p)) != NULL) {
+			p = q + 1;
+		} else if (CONFIG_UNQUOTED(*p)) {
+			while (p < end && CONFIG_UNQUOTED(*p))
+				p++;
+		} else
+			p++;
+	}
+}
+
+/*
  * libconfuse parsing callbacks: check one value, note its line, store it.
  */
 
@@ -558,25 +641,23 @@ config_parse_socket(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res)
 static int
 config_parse_word(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res)
 {
-	char	allowed[128];
+	char	allowed[128], msg[160];
 	size_t	i;
 
 	if (config_note(cfg, opt) != 0)
 		return (-1);
-	strlcpy(allowed, "must be one of:", sizeof allowed);
-	for (i = 0; i < nitems(config_words); i++) {
+	allowed[0] = '\0';
+	for (i = 0; i < sizeof config_words / sizeof config_words[0]; i++) {
 		if (strcmp(config_words[i].option, opt->name) != 0)
 			continue;
 		if (strcmp(config_words[i].word, value) == 0) {
 			*(long *)res = config_words[i].value;
 			return (0);
 		}
-		if (allowed[strlen(allowed) - 1] != ':')
-			strlcat(allowed, ",", sizeof allowed);
-		strlcat(allowed, " ", sizeof allowed);
-		strlcat(allowed, config_words[i].word, sizeof allowed);
+		config_append(allowed, sizeof allowed, config_words[i].word);
 	}
-	return (config_bad(cfg, opt, value, allowed));
+	snprintf(msg, sizeof msg, "must be one of: %s", allowed);
+	return (config_bad(cfg, opt, value, msg));
 }
 
 static int
@@ -840,6 +921,7 @@ config_check_migration(cfg_t *cfg, cfg_opt_t *opt)
 {
 	struct config_load	*cl = config_cur;
 
+	(void)opt;
 	/* A second migration {} would silently merge into the first. */
 	if (cl->migration_line != 0) {
 		config_error(cfg->line, NULL, "migration: given twice (first "
@@ -958,6 +1040,37 @@ nomem:
 	return (-1);
 }
 
+/*
+ * state_dir and socket must be outside the mount (dfs would wait on itself)
+ * and outside every tier (dfs would serve, and could migrate, its own files).
+ */
+static int
+config_check_private(cfg_t *cfg, const struct dfs_config *conf,
+    const char *name, const char *path)
+{
+	const char	*value = cfg_getstr(cfg, name);
+	int		 i;
+
+	if (value == NULL)
+		value = path;
+	if (conf->mountpoint != NULL &&
+	    config_path_under(path, conf->mountpoint)) {
+		config_error(config_line(cfg, name), NULL, "%s \"%s\": inside "
+		    "the mount point \"%s\"; dfs would wait on itself", name,
+		    value, conf->mountpoint);
+		return (-1);
+	}
+	for (i = 0; i < conf->ntiers; i++) {
+		if (!config_path_under(path, conf->tiers[i].path))
+			continue;
+		config_error(config_line(cfg, name), NULL, "%s \"%s\": inside "
+		    "tier \"%s\" (\"%s\"); keep dfs's own files off the tiers",
+		    name, value, conf->tiers[i].name, conf->tiers[i].path);
+		return (-1);
+	}
+	return (0);
+}
+
 static int
 config_build_policy(cfg_t *sec, struct dfs_config *conf,
     struct dfs_config_policy *p)
@@ -966,6 +1079,7 @@ config_build_policy(cfg_t *sec, struct dfs_config *conf,
 	int		*idx[2] = { &p->from, &p->to };
 	const char	*s;
 	unsigned int	 i;
+	int		 t;
 	char		 tiers[512];
 
 	if ((p->name = strdup(sec->title)) == NULL)
@@ -978,11 +1092,8 @@ config_build_policy(cfg_t *sec, struct dfs_config *conf,
 		if ((*idx[i] = config_tier_index(conf, s)) != -1)
 			continue;
 		tiers[0] = '\0';
-		for (int t = 0; t < conf->ntiers; t++) {
-			if (t != 0)
-				strlcat(tiers, ", ", sizeof tiers);
-			strlcat(tiers, conf->tiers[t].name, sizeof tiers);
-		}
+		for (t = 0; t < conf->ntiers; t++)
+			config_append(tiers, sizeof tiers, conf->tiers[t].name);
 		config_error(config_line(sec, ref[i]), sec, "%s \"%s\": no "
 		    "such tier; tiers are: %s", ref[i], s, tiers);
 		return (-1);
@@ -1064,6 +1175,9 @@ config_build(cfg_t *cfg, struct dfs_config *conf)
 			return (-1);
 		}
 	}
+	if (config_check_private(cfg, conf, "state_dir", conf->state_dir) != 0 ||
+	    config_check_private(cfg, conf, "socket", conf->socket) != 0)
+		return (-1);
 	conf->log_level = cfg_getint(cfg, "log_level");
 	conf->allow_other = cfg_getbool(cfg, "allow_other");
 	conf->nfuse_options = cfg_size(cfg, "options");
@@ -1130,7 +1244,11 @@ config_load(const char *path, struct dfs_config **out, char **cause)
 	struct config_load	 cl;
 	struct dfs_config	*conf = NULL;
 	cfg_t			*cfg = NULL;
-	int			 rv = -1, saved;
+	FILE			*fp = NULL;
+	struct stat		 st;
+	char			*buf = NULL;
+	size_t			 len;
+	int			 rv = -1;
 
 	*out = NULL;
 	*cause = NULL;
@@ -1150,15 +1268,50 @@ config_load(const char *path, struct dfs_config **out, char **cause)
 	cfg_set_validate_func(cfg, "policy", config_check_policy);
 	cfg_set_validate_func(cfg, "migration", config_check_migration);
 
-	errno = 0;
-	switch (cfg_parse(cfg, path)) {
-	case CFG_SUCCESS:
-		break;
-	case CFG_FILE_ERROR:
-		saved = errno != 0 ? errno : ENOENT;
-		config_error(0, NULL, "%s", strerror(saved));
+	/*
+	 * Read here rather than by cfg_parse: libconfuse's lexer exits the
+	 * process on a read error (reading a directory, say), and its
+	 * comments need blanking (config_strip).
+	 */
+	if ((fp = fopen(path, "r")) == NULL ||
+	    fstat(fileno(fp), &st) != 0) {
+		config_error(0, NULL, "%s", strerror(errno));
 		goto out;
-	default:
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_error(0, NULL, "not a regular file");
+		goto out;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		config_error(0, NULL, "too large (more than %d bytes)",
+		    CONFIG_FILE_MAX);
+		goto out;
+	}
+	/* One byte more than the file, to see it grow and to fill if empty. */
+	if ((buf = calloc(1, st.st_size + 2)) == NULL) {
+		config_error(0, NULL, "out of memory");
+		goto out;
+	}
+	len = fread(buf, 1, st.st_size + 1, fp);
+	if (ferror(fp) || len > (size_t)st.st_size) {
+		config_error(0, NULL, "%s", ferror(fp) ? strerror(errno) :
+		    "changed while being read");
+		goto out;
+	}
+	fclose(fp);
+	config_strip(buf, len);
+	if (len == 0)
+		buf[len++] = '\n';
+	if ((fp = fmemopen(buf, len, "r")) == NULL) {
+		config_error(0, NULL, "%s", strerror(errno));
+		goto out;
+	}
+	free(cfg->filename);
+	if ((cfg->filename = strdup(path)) == NULL) {
+		config_error(0, NULL, "out of memory");
+		goto out;
+	}
+	if (cfg_parse_fp(cfg, fp) != CFG_SUCCESS) {
 		config_error(0, NULL, "cannot parse");
 		goto out;
 	}
@@ -1182,6 +1335,9 @@ out:
 	config_free(conf);
 	if (cfg != NULL)
 		cfg_free(cfg);
+	if (fp != NULL)
+		fclose(fp);
+	free(buf);
 	free(cl.notes);
 	config_cur = NULL;
 	pthread_mutex_unlock(&config_lock);
@@ -1211,7 +1367,7 @@ config_free(struct dfs_config *conf)
 		free(p->paths);
 	}
 	free(conf->policies);
-	for (i = 0; i < conf->nfuse_options; i++)
+	for (i = 0; conf->fuse_options != NULL && i < conf->nfuse_options; i++)
 		free(conf->fuse_options[i]);
 	free(conf->fuse_options);
 	free(conf->file);

@@ -4,13 +4,16 @@
 #include "config.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +25,10 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: dfs [-fdV] [-o option[,option...]] TIER0 TIER1 [TIER...] "
-	    "MOUNTPOINT\n");
+	    "usage: dfs [-fdnV] [-o option[,option...]] TIER0 TIER1 [TIER...] "
+	    "MOUNTPOINT\n"
+	    "       dfs [-fdnV] [-c FILE] [-o option[,option...]] "
+	    "[MOUNTPOINT]\n");
 	exit(2);
 }
 
@@ -197,6 +202,151 @@ dfs_fail(int report, const char *fmt, ...)
 	exit(1);
 }
 
+/* The current config of a mount started from a file; NULL otherwise. */
+static struct dfs_config	*dfs_conf;
+static pthread_mutex_t		 dfs_conf_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Re-read the config file: what may change live changes; an invalid file,
+ * or one that changes what cannot change live, is refused and the old one
+ * stays.
+ */
+static int
+dfs_reload(char **cause)
+{
+	struct dfs_config	*conf, *old;
+
+	pthread_mutex_lock(&dfs_conf_mtx);
+	if ((old = dfs_conf) == NULL) {
+		pthread_mutex_unlock(&dfs_conf_mtx);
+		*cause = strdup("mounted from the command line: no config "
+		    "file to reload");
+		return (-1);
+	}
+	if (config_load(old->file, &conf, cause) != 0) {
+		pthread_mutex_unlock(&dfs_conf_mtx);
+		return (-1);
+	}
+	if (config_reloadable(old, conf, cause) != 0) {
+		pthread_mutex_unlock(&dfs_conf_mtx);
+		config_free(conf);
+		return (-1);
+	}
+	dfs_conf = conf;
+	log_set_level(conf->log_level);
+	pthread_mutex_unlock(&dfs_conf_mtx);
+	config_free(old);
+	log_info("reloaded %s", conf->file);
+	return (0);
+}
+
+/* SIGHUP is blocked in every thread; this one waits for it and reloads. */
+static void *
+dfs_signal_main(void *arg)
+{
+	sigset_t	 set;
+	char		*cause = NULL;
+	int		 sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0 || sig != SIGHUP)
+			continue;
+		if (dfs_reload(&cause) != 0) {
+			log_error("reload refused: %s", cause);
+			free(cause);
+			cause = NULL;
+		}
+	}
+	return (NULL);
+}
+
+/* Tell systemd (Type=notify) that the mount is up. */
+static void
+dfs_notify(const char *msg)
+{
+	struct sockaddr_un	 sun;
+	const char		*path = getenv("NOTIFY_SOCKET");
+	socklen_t		 len;
+	int			 fd;
+
+	if (path == NULL || (*path != '/' && *path != '@') ||
+	    strlen(path) >= sizeof sun.sun_path)
+		return;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, path);
+	if (*path == '@')
+		sun.sun_path[0] = '\0';
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, len) == -1)
+		log_warn("notify %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Take the tiers, mount point and options a config file gives. */
+static void
+dfs_apply_config(struct dfs_config *conf, const char **mnt, char **fuse_opts)
+{
+	char		*cause = NULL;
+	unsigned	 i;
+	int		 t;
+
+	for (t = 0; t < conf->ntiers; t++) {
+		if (tier_add(conf->tiers[t].name, conf->tiers[t].path,
+		    &cause) != 0) {
+			fprintf(stderr, "dfs: %s: %s\n", conf->file, cause);
+			exit(2);
+		}
+	}
+	if (*mnt == NULL)
+		*mnt = conf->mountpoint;
+	if (*mnt == NULL) {
+		fprintf(stderr, "dfs: %s: no mount point in the file or on "
+		    "the command line\n", conf->file);
+		exit(2);
+	}
+	dfs.attr_timeout = conf->attr_timeout;
+	dfs.entry_timeout = conf->entry_timeout;
+	if ((conf->allow_other && dfs_add_opt(fuse_opts, "allow_other") != 0))
+		fatalx("out of memory");
+	for (i = 0; i < conf->nfuse_options; i++)
+		if (dfs_parse_opts(conf->fuse_options[i], fuse_opts,
+		    &cause) != 0) {
+			fprintf(stderr, "dfs: %s: %s\n", conf->file, cause);
+			exit(2);
+		}
+	if (dfs.index_path == NULL) {
+		dfs_mkdirs(conf->state_dir);
+		if (asprintf(&dfs.index_path, "%s/index.db",
+		    conf->state_dir) == -1)
+			fatalx("out of memory");
+	}
+}
+
+/* "fast:archive" as fstab's source field gives the tiers. */
+static void
+dfs_split_tiers(const char *src)
+{
+	char	*copy, *p, *tier, *cause = NULL;
+
+	if ((copy = strdup(src)) == NULL)
+		fatalx("out of memory");
+	p = copy;
+	while ((tier = strsep(&p, ":")) != NULL) {
+		if (*tier != '\0' && tier_add(NULL, tier, &cause) != 0) {
+			fprintf(stderr, "dfs: %s\n", cause);
+			exit(2);
+		}
+	}
+	free(copy);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -204,17 +354,26 @@ main(int argc, char **argv)
 	struct fuse_session	*se;
 	struct fuse_loop_config	*lc;
 	struct stat		 st;
+	pthread_t		 sigthread;
+	sigset_t		 set;
 	char			*fuse_opts = NULL, *cause = NULL;
-	int			 ch, foreground = 0, report = -1, rv, i, nfd;
-	const char		*mnt;
+	const char		*mnt = NULL, *conf_path = NULL;
+	int			 ch, foreground = 0, check = 0, report = -1;
+	int			 rv, i, nfd;
 
 	dfs.attr_timeout = 1.0;
 	dfs.entry_timeout = 1.0;
 	if (dfs_add_opt(&fuse_opts, "default_permissions,fsname=dfs,"
 	    "subtype=dfs") != 0)
 		fatalx("out of memory");
-	while ((ch = getopt(argc, argv, "dfho:V")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dfhno:V")) != -1) {
 		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
 		case 'd':
 			dfs.debug = 1;
 			foreground = 1;
@@ -237,29 +396,65 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc < 3) {
-		fprintf(stderr, "dfs: need at least two tiers and a mount "
-		    "point, %d argument%s given\n", argc, argc == 1 ? "" : "s");
+	/*
+	 * The tiers come from a config file (no argument, or only the mount
+	 * point; fstab may name the file as its source), or from the
+	 * command line: TIER0 TIER1 ... MOUNTPOINT, or "TIER0:TIER1" MOUNTPOINT.
+	 */
+	if (argc >= 3 && conf_path != NULL) {
+		fprintf(stderr, "dfs: tiers come from %s or from the command "
+		    "line, not both\n", conf_path);
 		usage();
 	}
-	mnt = argv[argc - 1];
+	if (argc == 2 && conf_path == NULL && stat(argv[0], &st) == 0 &&
+	    S_ISREG(st.st_mode))
+		conf_path = argv[0];
+	if (argc <= 1 || (argc == 2 && conf_path != NULL)) {
+		if (conf_path == NULL) {
+			conf_path = DFS_CONF;
+			if (access(conf_path, F_OK) == -1) {
+				fprintf(stderr, "dfs: no tiers given, and no "
+				    "config file %s: %s\n", conf_path,
+				    strerror(errno));
+				usage();
+			}
+		}
+		if (argc >= 1)
+			mnt = argv[argc - 1];
+		if (config_load(conf_path, &dfs_conf, &cause) != 0) {
+			fprintf(stderr, "dfs: %s\n", cause);
+			exit(2);
+		}
+		dfs_apply_config(dfs_conf, &mnt, &fuse_opts);
+	} else if (argc == 2) {
+		mnt = argv[1];
+		dfs_split_tiers(argv[0]);
+	} else {
+		mnt = argv[argc - 1];
+		for (i = 0; i < argc - 1; i++) {
+			if (tier_add(NULL, argv[i], &cause) != 0) {
+				fprintf(stderr, "dfs: %s\n", cause);
+				exit(2);
+			}
+		}
+	}
 	if (stat(mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
 		    errno != 0 && !S_ISDIR(st.st_mode) ? strerror(errno) :
 		    "not a directory");
 		exit(2);
 	}
-	for (i = 0; i < argc - 1; i++) {
-		if (tier_add(NULL, argv[i], &cause) != 0) {
-			fprintf(stderr, "dfs: %s\n", cause);
-			exit(2);
-		}
-	}
 	if (tier_check_layout(mnt, &cause) != 0) {
 		fprintf(stderr, "dfs: %s\n", cause);
 		exit(2);
 	}
+	if (check) {
+		printf("%s: ok\n", conf_path != NULL ? conf_path :
+		    "command line");
+		exit(0);
+	}
 	dfs.mountpoint = strdup(mnt);
+	mnt = dfs.mountpoint;
 	if (dfs.index_path == NULL &&
 	    (dfs.index_path = dfs_default_index(mnt)) == NULL) {
 		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
@@ -273,6 +468,12 @@ main(int argc, char **argv)
 	if (!foreground)
 		dfs_daemonise(&report);
 	log_init(foreground, dfs.debug);
+	if (dfs_conf != NULL && !dfs.debug)
+		log_set_level(dfs_conf->log_level);
+	/* Every thread inherits this: SIGHUP goes to the reload thread. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	if ((rv = node_init()) != 0)
 		dfs_fail(report, "node table: %s", strerror(-rv));
@@ -294,6 +495,8 @@ main(int argc, char **argv)
 	    dfs.index_path);
 	if ((rv = scan_start()) != 0)
 		dfs_fail(report, "scan: %s", strerror(-rv));
+	if ((rv = pthread_create(&sigthread, NULL, dfs_signal_main, NULL)) != 0)
+		dfs_fail(report, "signal thread: %s", strerror(rv));
 
 	if (report != -1) {
 		if (chdir("/") == -1)
@@ -307,6 +510,7 @@ main(int argc, char **argv)
 		}
 		dfs_report(report, NULL);
 	}
+	dfs_notify("READY=1");
 
 	if ((lc = fuse_loop_cfg_create()) == NULL)
 		rv = -1;
@@ -326,5 +530,6 @@ main(int argc, char **argv)
 	tier_close_all();
 	free(fuse_opts);
 	log_info("unmounted %s", mnt);
+	config_free(dfs_conf);
 	return (rv == 0 ? 0 : 1);
 }

@@ -91,6 +91,7 @@ struct node {
 	struct timespec	 cache_mtime;	/* content seen at last open/release */
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
+	struct handle	*handles;	/* open files, for a node with no name left */
 };
 
 /* Where a name resolved to, before it becomes a node. */
@@ -146,6 +147,7 @@ struct handle {
 	struct node	*node;
 	struct dirlist	 list;		/* directories */
 	int		 listed;
+	struct handle	*next;		/* the node's other open handles */
 };
 
 /* log.c */
@@ -231,6 +233,9 @@ int	node_name(struct node *, struct node **, char *, size_t);
 struct node *node_enter(struct node *, const char *, const struct probe *);
 struct node *node_find(struct node *, const char *);
 struct node *node_self(struct node *, int);
+void	node_handle_add(struct node *, struct handle *);
+void	node_handle_del(struct node *, struct handle *);
+int	node_open_fd(struct node *, int *);
 void	node_alias_remove(struct node *, const char *);
 void	node_alias_swap(struct node *, const char *, struct node *,
 	    const char *);
@@ -407,5 +412,11 @@ void	config_free(struct dfs_config *);
 int	config_tier(const struct dfs_config *, const char *);
 int	config_reloadable(const struct dfs_config *,
 	    const struct dfs_config *, char **);
+
+/* ctl.c */
+extern const char *ctl_config_file;		/* for status; may be NULL */
+extern int	(*ctl_reload_hook)(char **);	/* 0, or -1 and a cause */
+int	ctl_start(const char *, char **);
+void	ctl_stop(void);
 
 #endif /* DFS_H */

@@ -519,3 +519,47 @@ node_self(struct node *n, int up)
 	pthread_mutex_unlock(&node_mtx);
 	return (n);
 }
+
+void
+node_handle_add(struct node *n, struct handle *h)
+{
+	pthread_mutex_lock(&node_mtx);
+	h->next = n->handles;
+	n->handles = h;
+	pthread_mutex_unlock(&node_mtx);
+}
+
+void
+node_handle_del(struct node *n, struct handle *h)
+{
+	struct handle	**hp;
+
+	pthread_mutex_lock(&node_mtx);
+	for (hp = &n->handles; *hp != NULL; hp = &(*hp)->next) {
+		if (*hp == h) {
+			*hp = h->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&node_mtx);
+}
+
+/*
+ * A file unlinked while open has no name left, but its open handles still
+ * reach it: a duplicate of one (close it), its tier in *tierp, or -ENOENT.
+ */
+int
+node_open_fd(struct node *n, int *tierp)
+{
+	int	fd = -ENOENT;
+
+	pthread_mutex_lock(&node_mtx);
+	if (n->handles != NULL) {
+		fd = fcntl(n->handles->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd == -1)
+			fd = -errno;
+		*tierp = n->handles->tier;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	return (fd);
+}

@@ -108,6 +108,10 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int set,
 		fd = node_dirfd(parent, n->tier);
 		rv = fd < 0 ? fd : op_setattr_one(n->tier, fd, name, attr, set);
 		node_put(parent);
+	} else if ((fd = node_open_fd(n, &t)) >= 0) {
+		/* Unlinked but open: its handles still reach it. */
+		rv = op_setattr_one(t, fd, "", attr, set);
+		close(fd);
 	}
 	if (rv == 0)
 		rv = resolve_stat(n, &st);

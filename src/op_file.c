@@ -52,6 +52,7 @@ op_handle_new(struct node *n, int fd, int t, struct fuse_file_info *fi)
 	h->node = n;
 	h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	node_ref(n);
+	node_handle_add(n, h);
 	pthread_mutex_lock(&op_file_mtx);
 	if (h->writable)
 		n->writers++;
@@ -69,6 +70,7 @@ op_handle_free(struct handle *h)
 	struct stat	 st;
 	int		 ok = fstat(h->fd, &st) == 0;
 
+	node_handle_del(n, h);
 	close(h->fd);
 	pthread_mutex_lock(&op_file_mtx);
 	if (h->writable)

@@ -171,9 +171,17 @@ resolve_stat(struct node *n, struct stat *st)
 			return (rv);
 		if (node_tiers_known(n) > 1 && (sub = resolve_subdirs(n)) >= 0)
 			st->st_nlink = 2 + sub;
-	} else {
-		if ((rv = node_name(n, &parent, name, sizeof name)) != 0)
+	} else if ((rv = node_name(n, &parent, name, sizeof name)) != 0) {
+		/* Unlinked but open: its handles still reach it. */
+		int	t;
+
+		if ((fd = node_open_fd(n, &t)) < 0)
 			return (rv);
+		rv = tier_fstatat(t, fd, "", st);
+		close(fd);
+		if (rv != 0)
+			return (rv);
+	} else {
 		fd = node_dirfd(parent, n->tier);
 		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, st);
 		node_put(parent);
@@ -349,8 +357,14 @@ resolve_path_fd(struct node *n, int *closep)
 	*closep = 0;
 	if (n->is_dir)
 		return (node_dirfd(n, n->tier));
-	if ((rv = node_name(n, &parent, name, sizeof name)) != 0)
-		return (rv);
+	if ((rv = node_name(n, &parent, name, sizeof name)) != 0) {
+		int	t;
+
+		if ((fd = node_open_fd(n, &t)) < 0)
+			return (rv);
+		*closep = 1;
+		return (fd);
+	}
 	fd = node_dirfd(parent, n->tier);
 	if (fd >= 0)
 		fd = tier_openat(n->tier, fd, name, O_PATH, 0);

@@ -1,0 +1,1160 @@
+/*
+ * The control socket: a thread that serves dfsctl over a Unix socket with
+ * the protocol of dfs-protocol.h.
+ *
+ * One thread polls the listening socket and up to CTL_MAX_CLIENTS
+ * non-blocking clients.  Each client must send a whole request within
+ * CTL_TIMEOUT_MS, so a slow or silent one costs a slot for a while but never
+ * holds up the others.  Requests are checked in the order the protocol
+ * header lists; a bad one gets an error reply and that client is closed.
+ * The server renders every reply (text, JSON or Prometheus) so that dfsctl
+ * only prints it.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dfs.h"
+#include "dfs-protocol.h"
+
+#define CTL_MAX_CLIENTS	16
+#define CTL_TIMEOUT_MS	5000	/* to send a request, or to take a reply */
+#define CTL_BACKLOG	16
+#define CTL_ERR_MAX	256	/* an error reply's text */
+
+const char	*ctl_config_file;
+int		(*ctl_reload_hook)(char **);
+
+/* Reply text under construction; nomem once an allocation failed. */
+struct ctl_buf {
+	char		*s;
+	size_t		 len;
+	size_t		 size;
+	int		 nomem;
+};
+
+struct ctl_client {
+	int			 fd;		/* -1: slot free */
+	uid_t			 uid;		/* SO_PEERCRED at accept */
+	pid_t			 pid;
+	struct dfs_proto_hdr	 hdr;
+	char			*payload;
+	size_t			 have;		/* request bytes read */
+	char			*out;		/* reply: header and text */
+	size_t			 outlen;
+	size_t			 outoff;
+	char			*outbuf;	/* allocated reply, or NULL */
+	char			 errbuf[sizeof (struct dfs_proto_hdr) +
+				    CTL_ERR_MAX];
+	int			 closing;	/* close once the reply is out */
+	uint64_t		 deadline;	/* ms, CLOCK_MONOTONIC */
+};
+
+struct ctl_command {
+	uint16_t	 code;
+	const char	*name;
+	uint32_t	 length;	/* request payload bytes */
+	uint32_t	 flags;		/* flags it accepts */
+	int		(*handler)(struct ctl_client *, struct ctl_buf *);
+};
+
+static int	ctl_cmd_status(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_reload(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_stats(struct ctl_client *, struct ctl_buf *);
+
+/* Indexed by command code; checked by ctl_check_table at start. */
+static const struct ctl_command ctl_commands[] = {
+	{ 0, NULL, 0, 0, NULL },
+	{ DFS_CMD_STATUS, "status", 0, DFS_FLAG_JSON, ctl_cmd_status },
+	{ DFS_CMD_RELOAD, "reload", 0, DFS_FLAG_JSON, ctl_cmd_reload },
+	{ DFS_CMD_STATS, "stats", 0, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS,
+	    ctl_cmd_stats },
+};
+#define CTL_NCOMMANDS	(sizeof ctl_commands / sizeof ctl_commands[0])
+
+/* The counters of struct tier_stats, and their Prometheus families. */
+enum ctl_family {
+	CTL_CALLS,
+	CTL_READ,
+	CTL_WRITTEN,
+	CTL_ERRORS
+};
+
+static const struct {
+	const char	*name;
+	size_t		 off;
+	enum ctl_family	 family;
+} ctl_counters[] = {
+	{ "lookup", offsetof(struct tier_stats, lookup), CTL_CALLS },
+	{ "readdir", offsetof(struct tier_stats, readdir), CTL_CALLS },
+	{ "open", offsetof(struct tier_stats, open), CTL_CALLS },
+	{ "create", offsetof(struct tier_stats, create), CTL_CALLS },
+	{ "unlink", offsetof(struct tier_stats, unlink), CTL_CALLS },
+	{ "rename", offsetof(struct tier_stats, rename), CTL_CALLS },
+	{ "setattr", offsetof(struct tier_stats, setattr), CTL_CALLS },
+	{ "xattr", offsetof(struct tier_stats, xattr), CTL_CALLS },
+	{ "bytes_read", offsetof(struct tier_stats, bytes_read), CTL_READ },
+	{ "bytes_written", offsetof(struct tier_stats, bytes_written),
+	    CTL_WRITTEN },
+	{ "errors", offsetof(struct tier_stats, errors), CTL_ERRORS },
+};
+#define CTL_NCOUNTERS	(sizeof ctl_counters / sizeof ctl_counters[0])
+
+static const struct {
+	enum ctl_family	 family;
+	const char	*metric;
+	const char	*help;
+} ctl_families[] = {
+	{ CTL_CALLS, "dfs_backing_calls_total",
+	    "Calls dfs made to a tier's backing file system, by operation." },
+	{ CTL_READ, "dfs_backing_read_bytes_total",
+	    "Bytes dfs read from a tier." },
+	{ CTL_WRITTEN, "dfs_backing_written_bytes_total",
+	    "Bytes dfs wrote to a tier." },
+	{ CTL_ERRORS, "dfs_backing_errors_total",
+	    "Backing calls that failed, ENOENT probes excepted." },
+};
+
+static int			 ctl_fd = -1;
+static int			 ctl_wake[2] = { -1, -1 };
+static char			*ctl_path;
+static dev_t			 ctl_dev;
+static ino_t			 ctl_ino;
+static pthread_t		 ctl_thread;
+static int			 ctl_running;
+static struct timespec		 ctl_started;
+static struct ctl_client	 ctl_clients[CTL_MAX_CLIENTS];
+static unsigned			 ctl_nclients;
+static uint64_t			 ctl_accept_after;	/* ms; after EMFILE */
+
+static uint64_t
+ctl_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* --- reply text --------------------------------------------------------- */
+
+static int
+ctl_buf_grow(struct ctl_buf *b, size_t need)
+{
+	size_t	 size;
+	char	*s;
+
+	if (b->nomem)
+		return (-1);
+	if (b->len + need + 1 <= b->size)
+		return (0);
+	size = b->size == 0 ? 4096 : b->size;
+	while (size < b->len + need + 1)
+		size *= 2;
+	if ((s = realloc(b->s, size)) == NULL) {
+		b->nomem = 1;
+		return (-1);
+	}
+	b->s = s;
+	b->size = size;
+	return (0);
+}
+
+static void ctl_buf_printf(struct ctl_buf *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+ctl_buf_printf(struct ctl_buf *b, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->nomem = 1;
+		return;
+	}
+	if (ctl_buf_grow(b, n) != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->len, n + 1, fmt, ap);
+	va_end(ap);
+	b->len += n;
+}
+
+static void
+ctl_buf_putc(struct ctl_buf *b, char c)
+{
+	if (ctl_buf_grow(b, 1) != 0)
+		return;
+	b->s[b->len++] = c;
+	b->s[b->len] = '\0';
+}
+
+/* Text for a terminal: control characters become '?'; padded to width. */
+static void
+ctl_buf_text(struct ctl_buf *b, const char *s, int width)
+{
+	const unsigned char	*p;
+	int			 n = 0;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++, n++)
+		ctl_buf_putc(b, *p < 0x20 || *p == 0x7f ? '?' : (char)*p);
+	for (; n < width; n++)
+		ctl_buf_putc(b, ' ');
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static size_t
+ctl_utf8_len(const unsigned char *p)
+{
+	size_t		n, i;
+	uint32_t	cp;
+
+	if (p[0] < 0x80)
+		return (1);
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else
+		return (0);
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return (0);
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return (0);
+	return (n);
+}
+
+/* A JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void
+ctl_buf_json(struct ctl_buf *b, const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 n;
+
+	if (s == NULL) {
+		ctl_buf_printf(b, "null");
+		return;
+	}
+	ctl_buf_putc(b, '"');
+	while (*p != '\0') {
+		switch (*p) {
+		case '"':
+			ctl_buf_printf(b, "\\\"");
+			break;
+		case '\\':
+			ctl_buf_printf(b, "\\\\");
+			break;
+		case '\n':
+			ctl_buf_printf(b, "\\n");
+			break;
+		case '\t':
+			ctl_buf_printf(b, "\\t");
+			break;
+		case '\r':
+			ctl_buf_printf(b, "\\r");
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f) {
+				ctl_buf_printf(b, "\\u%04x", *p);
+				break;
+			}
+			if ((n = ctl_utf8_len(p)) == 0) {
+				ctl_buf_printf(b, "\\ufffd");
+				break;
+			}
+			while (n-- > 1)
+				ctl_buf_putc(b, (char)*p++);
+			ctl_buf_putc(b, (char)*p);
+			break;
+		}
+		p++;
+	}
+	ctl_buf_putc(b, '"');
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void
+ctl_buf_label(struct ctl_buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			ctl_buf_putc(b, '\\');
+		if (*s == '\n')
+			ctl_buf_printf(b, "\\n");
+		else
+			ctl_buf_putc(b, *s);
+	}
+}
+
+/* Sizes as df -h shows them. */
+static void
+ctl_size(char *buf, size_t len, uint64_t n)
+{
+	static const char	 units[] = "KMGTPE";
+	double			 d = n;
+	int			 i = -1;
+
+	if (n < 1024) {
+		snprintf(buf, len, "%" PRIu64 "B", n);
+		return;
+	}
+	while (d >= 1024 && i < 5) {
+		d /= 1024;
+		i++;
+	}
+	if (d < 9.95)
+		snprintf(buf, len, "%.1f%c", d, units[i]);
+	else
+		snprintf(buf, len, "%.0f%c", d, units[i]);
+}
+
+/* --- commands ----------------------------------------------------------- */
+
+struct ctl_space {
+	int		 error;		/* errno of fstatvfs, or 0 */
+	uint64_t	 total;
+	uint64_t	 used;
+	uint64_t	 avail;		/* to unprivileged users */
+	int		 percent;	/* used / (used + avail), as df */
+};
+
+static void
+ctl_tier_space(int t, struct ctl_space *sp)
+{
+	struct statvfs	sv;
+	uint64_t	frsize;
+
+	memset(sp, 0, sizeof *sp);
+	if (fstatvfs(dfs.tiers[t].fd, &sv) == -1) {
+		sp->error = errno;
+		return;
+	}
+	frsize = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize;
+	sp->total = (uint64_t)sv.f_blocks * frsize;
+	sp->used = (uint64_t)(sv.f_blocks - sv.f_bfree) * frsize;
+	sp->avail = (uint64_t)sv.f_bavail * frsize;
+	if (sp->used + sp->avail != 0)
+		sp->percent = (sp->used * 100 + sp->used + sp->avail - 1) /
+		    (sp->used + sp->avail);
+}
+
+static int
+ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct ctl_space	 sp[DFS_MAX_TIERS];
+	struct timespec		 now;
+	char			 used[16], total[16];
+	unsigned long		 nodes = node_count();
+	long			 up;
+	int			 i, wname = 4, wpath = 4;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	up = now.tv_sec - ctl_started.tv_sec;
+	for (i = 0; i < dfs.ntiers; i++)
+		ctl_tier_space(i, &sp[i]);
+
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"version\":");
+		ctl_buf_json(b, PACKAGE_VERSION);
+		ctl_buf_printf(b, ",\"uptime\":%ld,\"mountpoint\":", up);
+		ctl_buf_json(b, dfs.mountpoint);
+		ctl_buf_printf(b, ",\"config\":");
+		ctl_buf_json(b, ctl_config_file);
+		ctl_buf_printf(b, ",\"nodes\":%lu,\"tiers\":[", nodes);
+		for (i = 0; i < dfs.ntiers; i++) {
+			ctl_buf_printf(b, "%s{\"name\":", i == 0 ? "" : ",");
+			ctl_buf_json(b, dfs.tiers[i].name);
+			ctl_buf_printf(b, ",\"path\":");
+			ctl_buf_json(b, dfs.tiers[i].path);
+			if (sp[i].error != 0) {
+				ctl_buf_printf(b, ",\"error\":");
+				ctl_buf_json(b, strerror(sp[i].error));
+			} else {
+				ctl_buf_printf(b, ",\"used\":%" PRIu64
+				    ",\"available\":%" PRIu64 ",\"total\":%"
+				    PRIu64 ",\"percent\":%d", sp[i].used,
+				    sp[i].avail, sp[i].total, sp[i].percent);
+			}
+			ctl_buf_putc(b, '}');
+		}
+		ctl_buf_printf(b, "]}\n");
+		return (DFS_STATUS_OK);
+	}
+
+	ctl_buf_printf(b, "dfs %s, up ", PACKAGE_VERSION);
+	if (up >= 86400)
+		ctl_buf_printf(b, "%ldd ", up / 86400);
+	ctl_buf_printf(b, "%02ld:%02ld:%02ld\n", up % 86400 / 3600,
+	    up % 3600 / 60, up % 60);
+	ctl_buf_printf(b, "mount point  ");
+	ctl_buf_text(b, dfs.mountpoint != NULL ? dfs.mountpoint : "-", 0);
+	ctl_buf_printf(b, "\nconfig file  ");
+	ctl_buf_text(b, ctl_config_file != NULL ? ctl_config_file : "none", 0);
+	ctl_buf_printf(b, "\nnodes        %lu\n\n", nodes);
+
+	for (i = 0; i < dfs.ntiers; i++) {
+		if ((int)strlen(dfs.tiers[i].name) > wname)
+			wname = strlen(dfs.tiers[i].name);
+		if ((int)strlen(dfs.tiers[i].path) > wpath)
+			wpath = strlen(dfs.tiers[i].path);
+	}
+	ctl_buf_printf(b, "%-*s  %-*s  %7s  %7s  %4s\n", wname, "TIER", wpath,
+	    "PATH", "USED", "SIZE", "USE%");
+	for (i = 0; i < dfs.ntiers; i++) {
+		ctl_buf_text(b, dfs.tiers[i].name, wname);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, dfs.tiers[i].path, wpath);
+		if (sp[i].error != 0) {
+			ctl_buf_printf(b, "  %s\n", strerror(sp[i].error));
+			continue;
+		}
+		ctl_size(used, sizeof used, sp[i].used);
+		ctl_size(total, sizeof total, sp[i].total);
+		ctl_buf_printf(b, "  %7s  %7s  %3d%%\n", used, total,
+		    sp[i].percent);
+	}
+	return (DFS_STATUS_OK);
+}
+
+static int
+ctl_cmd_reload(struct ctl_client *c, struct ctl_buf *b)
+{
+	char	*cause = NULL;
+
+	log_info("reload requested by uid %ld (pid %ld)", (long)c->uid,
+	    (long)c->pid);
+	if (ctl_reload_hook == NULL) {
+		ctl_buf_printf(b, "reload is not available");
+		return (DFS_STATUS_FAILED);
+	}
+	if (ctl_reload_hook(&cause) != 0) {
+		ctl_buf_printf(b, "%s", cause != NULL ? cause :
+		    "reload failed");
+		free(cause);
+		return (DFS_STATUS_FAILED);
+	}
+	free(cause);
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"reloaded\":true,\"config\":");
+		ctl_buf_json(b, ctl_config_file);
+		ctl_buf_printf(b, "}\n");
+	} else {
+		ctl_buf_printf(b, "reloaded ");
+		ctl_buf_text(b, ctl_config_file != NULL ? ctl_config_file :
+		    "the configuration", 0);
+		ctl_buf_putc(b, '\n');
+	}
+	return (DFS_STATUS_OK);
+}
+
+static uint64_t
+ctl_counter(int t, size_t i)
+{
+	atomic_uint_fast64_t	*p;
+
+	p = (atomic_uint_fast64_t *)((char *)&dfs.tiers[t].stats +
+	    ctl_counters[i].off);
+	return (atomic_load_explicit(p, memory_order_relaxed));
+}
+
+static int
+ctl_cmd_stats(struct ctl_client *c, struct ctl_buf *b)
+{
+	uint64_t	v[DFS_MAX_TIERS][CTL_NCOUNTERS];
+	size_t		i, f;
+	int		t, w = 8;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		for (i = 0; i < CTL_NCOUNTERS; i++)
+			v[t][i] = ctl_counter(t, i);
+	}
+
+	if (c->hdr.flags & DFS_FLAG_PROMETHEUS) {
+		for (f = 0; f < sizeof ctl_families / sizeof ctl_families[0];
+		    f++) {
+			ctl_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n",
+			    ctl_families[f].metric, ctl_families[f].help,
+			    ctl_families[f].metric);
+			for (t = 0; t < dfs.ntiers; t++) {
+				for (i = 0; i < CTL_NCOUNTERS; i++) {
+					if (ctl_counters[i].family !=
+					    ctl_families[f].family)
+						continue;
+					ctl_buf_printf(b, "%s{tier=\"",
+					    ctl_families[f].metric);
+					ctl_buf_label(b, dfs.tiers[t].name);
+					if (ctl_families[f].family ==
+					    CTL_CALLS)
+						ctl_buf_printf(b, "\",op=\"%s",
+						    ctl_counters[i].name);
+					ctl_buf_printf(b, "\"} %" PRIu64 "\n",
+					    v[t][i]);
+				}
+			}
+		}
+		return (DFS_STATUS_OK);
+	}
+
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"tiers\":[");
+		for (t = 0; t < dfs.ntiers; t++) {
+			ctl_buf_printf(b, "%s{\"name\":", t == 0 ? "" : ",");
+			ctl_buf_json(b, dfs.tiers[t].name);
+			ctl_buf_printf(b, ",\"path\":");
+			ctl_buf_json(b, dfs.tiers[t].path);
+			for (i = 0; i < CTL_NCOUNTERS; i++) {
+				ctl_buf_printf(b, ",\"%s\":%" PRIu64,
+				    ctl_counters[i].name, v[t][i]);
+			}
+			ctl_buf_putc(b, '}');
+		}
+		ctl_buf_printf(b, "]}\n");
+		return (DFS_STATUS_OK);
+	}
+
+	/* A column per tier. */
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((int)strlen(dfs.tiers[t].name) > w)
+			w = strlen(dfs.tiers[t].name);
+	}
+	ctl_buf_printf(b, "%-13s", "");
+	for (t = 0; t < dfs.ntiers; t++) {
+		ctl_buf_printf(b, "  %*s", w - (int)strlen(dfs.tiers[t].name),
+		    "");
+		ctl_buf_text(b, dfs.tiers[t].name, 0);
+	}
+	ctl_buf_putc(b, '\n');
+	for (i = 0; i < CTL_NCOUNTERS; i++) {
+		ctl_buf_printf(b, "%-13s", ctl_counters[i].name);
+		for (t = 0; t < dfs.ntiers; t++)
+			ctl_buf_printf(b, "  %*" PRIu64, w, v[t][i]);
+		ctl_buf_putc(b, '\n');
+	}
+	return (DFS_STATUS_OK);
+}
+
+/* --- clients ------------------------------------------------------------ */
+
+/* The one place that says who may use the socket. */
+static int
+ctl_peer_allowed(uid_t uid)
+{
+	return (uid == 0 || uid == getuid());
+}
+
+static void
+ctl_close(struct ctl_client *c)
+{
+	close(c->fd);
+	free(c->payload);
+	free(c->outbuf);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+	ctl_nclients--;
+}
+
+/* Queue a reply: the header for the request in c->hdr, then text. */
+static void
+ctl_reply(struct ctl_client *c, char *buf, uint32_t status, const char *text,
+    size_t len)
+{
+	struct dfs_proto_hdr	h;
+
+	memset(&h, 0, sizeof h);
+	h.magic = DFS_PROTO_MAGIC;
+	h.version = DFS_PROTO_VERSION;
+	h.type = DFS_TYPE_REPLY;
+	h.command = c->hdr.command;
+	h.status = status;
+	h.length = len;
+	memcpy(buf, &h, sizeof h);
+	if (text != buf + sizeof h)
+		memmove(buf + sizeof h, text, len);
+	c->out = buf;
+	c->outlen = sizeof h + len;
+	c->outoff = 0;
+	c->deadline = ctl_now() + CTL_TIMEOUT_MS;
+}
+
+static void ctl_error(struct ctl_client *, uint32_t, const char *, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* An error reply from the client's own buffer; never allocates. */
+static void
+ctl_error(struct ctl_client *c, uint32_t status, const char *fmt, ...)
+{
+	char	*text = c->errbuf + sizeof (struct dfs_proto_hdr);
+	va_list	 ap;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, CTL_ERR_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	else if (n >= CTL_ERR_MAX)
+		n = CTL_ERR_MAX - 1;
+	log_debug("%s: uid %ld pid %ld: %s", __func__, (long)c->uid,
+	    (long)c->pid, text);
+	if (status != DFS_STATUS_FAILED)
+		c->closing = 1;
+	ctl_reply(c, c->errbuf, status, text, n);
+}
+
+/*
+ * Check a request header, in the order of dfs-protocol.h.  Returns
+ * DFS_STATUS_OK or queues the error reply and returns its status.
+ */
+static uint32_t
+ctl_check(struct ctl_client *c)
+{
+	const struct dfs_proto_hdr	*h = &c->hdr;
+	const struct ctl_command	*cmd;
+	size_t				 i;
+
+	if (h->length > DFS_PROTO_MAX_PAYLOAD) {
+		ctl_error(c, DFS_STATUS_TOOLONG, "request of %" PRIu32
+		    " bytes is over the limit of %u", h->length,
+		    DFS_PROTO_MAX_PAYLOAD);
+		return (DFS_STATUS_TOOLONG);
+	}
+	for (i = 0; i < sizeof h->reserved; i++) {
+		if (h->reserved[i] != 0)
+			break;
+	}
+	if (h->magic != DFS_PROTO_MAGIC || h->type != DFS_TYPE_REQUEST ||
+	    h->status != 0 || i != sizeof h->reserved) {
+		ctl_error(c, DFS_STATUS_BADHEADER, "malformed request header");
+		return (DFS_STATUS_BADHEADER);
+	}
+	if (h->version != DFS_PROTO_VERSION) {
+		ctl_error(c, DFS_STATUS_BADVERSION, "protocol version %u is not "
+		    "supported (dfs %s speaks version %d)", h->version,
+		    PACKAGE_VERSION, DFS_PROTO_VERSION);
+		return (DFS_STATUS_BADVERSION);
+	}
+	if (h->command == 0 || h->command >= CTL_NCOMMANDS) {
+		ctl_error(c, DFS_STATUS_BADCOMMAND, "unknown command %u",
+		    h->command);
+		return (DFS_STATUS_BADCOMMAND);
+	}
+	cmd = &ctl_commands[h->command];
+	if ((h->flags & ~cmd->flags) != 0 ||
+	    ((h->flags & DFS_FLAG_JSON) && (h->flags & DFS_FLAG_PROMETHEUS))) {
+		ctl_error(c, DFS_STATUS_BADFLAGS, "%s: flags 0x%" PRIx32
+		    " not accepted", cmd->name, h->flags);
+		return (DFS_STATUS_BADFLAGS);
+	}
+	if (h->length != cmd->length) {
+		ctl_error(c, DFS_STATUS_BADLENGTH, "%s: request payload must be "
+		    "%" PRIu32 " bytes, not %" PRIu32, cmd->name, cmd->length,
+		    h->length);
+		return (DFS_STATUS_BADLENGTH);
+	}
+	if (!ctl_peer_allowed(c->uid)) {
+		log_warn("control socket: %s from uid %ld (pid %ld) refused",
+		    cmd->name, (long)c->uid, (long)c->pid);
+		ctl_error(c, DFS_STATUS_DENIED, "permission denied: uid %ld "
+		    "may not control this dfs", (long)c->uid);
+		return (DFS_STATUS_DENIED);
+	}
+	return (DFS_STATUS_OK);
+}
+
+static void
+ctl_dispatch(struct ctl_client *c)
+{
+	const struct ctl_command	*cmd = &ctl_commands[c->hdr.command];
+	struct ctl_buf			 b;
+	size_t				 hl = sizeof (struct dfs_proto_hdr);
+	int				 status;
+
+	log_debug("%s: %s from uid %ld (pid %ld)", __func__, cmd->name,
+	    (long)c->uid, (long)c->pid);
+	memset(&b, 0, sizeof b);
+	/* Room for the header in front of the text. */
+	if (ctl_buf_grow(&b, hl) == 0)
+		b.len = hl;
+	status = cmd->handler(c, &b);
+	if (b.nomem) {
+		free(b.s);
+		ctl_error(c, DFS_STATUS_FAILED, "%s: out of memory", cmd->name);
+		return;
+	}
+	if (b.len - hl > DFS_PROTO_MAX_PAYLOAD) {
+		free(b.s);
+		ctl_error(c, DFS_STATUS_FAILED, "%s: reply too long",
+		    cmd->name);
+		return;
+	}
+	free(c->outbuf);
+	c->outbuf = b.s;
+	ctl_reply(c, b.s, status, b.s + hl, b.len - hl);
+}
+
+/* Returns -1 once the client is gone. */
+static int
+ctl_write(struct ctl_client *c)
+{
+	ssize_t	n;
+
+	while (c->outoff < c->outlen) {
+		n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return (0);
+			log_debug("%s: %s", __func__, strerror(errno));
+			ctl_close(c);
+			return (-1);
+		}
+		c->outoff += n;
+	}
+	if (c->closing) {
+		ctl_close(c);
+		return (-1);
+	}
+	/* Ready for the next request. */
+	c->out = NULL;
+	free(c->outbuf);
+	c->outbuf = NULL;
+	free(c->payload);
+	c->payload = NULL;
+	c->have = 0;
+	c->deadline = ctl_now() + CTL_TIMEOUT_MS;
+	return (0);
+}
+
+static void
+ctl_read(struct ctl_client *c)
+{
+	size_t	hl = sizeof c->hdr, want;
+	char	*dst;
+	ssize_t	n;
+
+	for (;;) {
+		if (c->have < hl) {
+			dst = (char *)&c->hdr + c->have;
+			want = hl - c->have;
+		} else {
+			dst = c->payload + (c->have - hl);
+			want = hl + c->hdr.length - c->have;
+		}
+		if (want == 0)
+			break;
+		n = recv(c->fd, dst, want, MSG_DONTWAIT);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_debug("%s: %s", __func__, strerror(errno));
+				ctl_close(c);
+			}
+			return;
+		}
+		if (n == 0) {
+			if (c->have == 0)
+				ctl_close(c);
+			else {
+				ctl_error(c, DFS_STATUS_BADLENGTH, "truncated "
+				    "request: %zu of %zu bytes", c->have,
+				    c->have < hl ? hl : hl + c->hdr.length);
+				ctl_write(c);
+			}
+			return;
+		}
+		c->have += n;
+		if (c->have == hl) {
+			if (ctl_check(c) != DFS_STATUS_OK) {
+				ctl_write(c);
+				return;
+			}
+			if (c->hdr.length != 0 &&
+			    (c->payload = malloc(c->hdr.length)) == NULL) {
+				ctl_error(c, DFS_STATUS_FAILED,
+				    "out of memory");
+				c->closing = 1;
+				ctl_write(c);
+				return;
+			}
+		}
+	}
+	ctl_dispatch(c);
+	ctl_write(c);
+}
+
+/* Returns -1 when there is nothing more to accept for now. */
+static int
+ctl_accept(void)
+{
+	struct ctl_client	*c;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof cred;
+	unsigned		 i;
+	int			 fd;
+
+	fd = accept4(ctl_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno == EINTR || errno == ECONNABORTED)
+			return (0);
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			log_warn("control socket: accept: %s", strerror(errno));
+			ctl_accept_after = ctl_now() + 1000;
+		}
+		return (-1);
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("control socket: SO_PEERCRED: %s", strerror(errno));
+		close(fd);
+		return (0);
+	}
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		if (ctl_clients[i].fd == -1)
+			break;
+	}
+	c = &ctl_clients[i];
+	memset(c, 0, sizeof *c);
+	c->fd = fd;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	c->deadline = ctl_now() + CTL_TIMEOUT_MS;
+	ctl_nclients++;
+	log_debug("%s: uid %ld pid %ld", __func__, (long)c->uid, (long)c->pid);
+	return (0);
+}
+
+/* A client out of time: say so if it was part-way through a request. */
+static void
+ctl_expire(struct ctl_client *c)
+{
+	if (c->out == NULL && c->have != 0) {
+		ctl_error(c, DFS_STATUS_BADLENGTH, "request timed out after "
+		    "%zu bytes", c->have);
+		c->deadline = ctl_now() + CTL_TIMEOUT_MS;
+		ctl_write(c);
+		if (c->fd != -1 && c->out != NULL)
+			ctl_close(c);	/* no second chance */
+		return;
+	}
+	ctl_close(c);
+}
+
+static void *
+ctl_main(void *arg)
+{
+	struct pollfd	 pfd[2 + CTL_MAX_CLIENTS];
+	int		 who[2 + CTL_MAX_CLIENTS];
+	struct ctl_client *c;
+	sigset_t	 set;
+	uint64_t	 now, next;
+	nfds_t		 n, j;
+	unsigned	 i;
+	int		 timeout;
+
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	for (;;) {
+		now = ctl_now();
+		next = UINT64_MAX;
+		n = 0;
+		pfd[n].fd = ctl_wake[0];
+		pfd[n].events = POLLIN;
+		who[n++] = -1;
+		if (ctl_nclients < CTL_MAX_CLIENTS && now >= ctl_accept_after) {
+			pfd[n].fd = ctl_fd;
+			pfd[n].events = POLLIN;
+			who[n++] = -2;
+		} else if (ctl_nclients < CTL_MAX_CLIENTS)
+			next = ctl_accept_after;
+		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+			c = &ctl_clients[i];
+			if (c->fd == -1)
+				continue;
+			pfd[n].fd = c->fd;
+			pfd[n].events = c->out != NULL ? POLLOUT : POLLIN;
+			who[n++] = i;
+			if (c->deadline < next)
+				next = c->deadline;
+		}
+		if (next == UINT64_MAX)
+			timeout = -1;
+		else if (next <= now)
+			timeout = 0;
+		else
+			timeout = next - now > INT32_MAX ? INT32_MAX :
+			    (int)(next - now);
+
+		if (poll(pfd, n, timeout) == -1) {
+			if (errno != EINTR) {
+				log_error("control socket: poll: %s",
+				    strerror(errno));
+				poll(NULL, 0, 100);
+			}
+			continue;
+		}
+		if (pfd[0].revents != 0)
+			break;
+		for (j = 1; j < n; j++) {
+			if (pfd[j].revents == 0)
+				continue;
+			if (who[j] == -2) {
+				while (ctl_nclients < CTL_MAX_CLIENTS &&
+				    ctl_accept() == 0)
+					;
+				continue;
+			}
+			c = &ctl_clients[who[j]];
+			if (c->out != NULL)
+				ctl_write(c);
+			else
+				ctl_read(c);
+		}
+		now = ctl_now();
+		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+			c = &ctl_clients[i];
+			if (c->fd != -1 && c->deadline <= now)
+				ctl_expire(c);
+		}
+	}
+
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		if (ctl_clients[i].fd != -1)
+			ctl_close(&ctl_clients[i]);
+	}
+	return (arg);
+}
+
+/* --- start and stop ----------------------------------------------------- */
+
+static int
+ctl_check_table(char **cause)
+{
+	size_t	i;
+
+	for (i = 1; i < CTL_NCOMMANDS; i++) {
+		if (ctl_commands[i].code != i ||
+		    ctl_commands[i].name == NULL ||
+		    ctl_commands[i].handler == NULL ||
+		    ctl_commands[i].length > DFS_PROTO_MAX_PAYLOAD ||
+		    (ctl_commands[i].flags & ~(DFS_FLAG_JSON |
+		    DFS_FLAG_PROMETHEUS)) != 0) {
+			asprintf(cause, "control socket: command table entry "
+			    "%zu is inconsistent", i);
+			return (-1);
+		}
+	}
+	if (CTL_NCOMMANDS - 1 != DFS_CMD_MAX) {
+		asprintf(cause, "control socket: command table has %zu "
+		    "commands, the protocol %d", CTL_NCOMMANDS - 1,
+		    DFS_CMD_MAX);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Does something answer on the socket at sa?  1 yes, 0 no (stale), -1 on
+ * an error, in errno.
+ */
+static int
+ctl_probe(const struct sockaddr_un *sa)
+{
+	int	fd, rv, saved;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		return (-1);
+	if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+		rv = 1;
+	else if (errno == EAGAIN || errno == EINPROGRESS)
+		rv = 1;		/* listening, backlog full */
+	else if (errno == ECONNREFUSED)
+		rv = 0;
+	else
+		rv = -1;
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return (rv);
+}
+
+/*
+ * Create the control socket at path and start the thread that serves it.
+ * Call once, after daemonising and before threads that create files start
+ * (the umask is process-wide).
+ */
+int
+ctl_start(const char *path, char **cause)
+{
+	struct sockaddr_un	 sa;
+	struct stat		 st;
+	sigset_t		 set, old;
+	mode_t			 mask;
+	unsigned		 i;
+	int			 fd = -1, rv, saved;
+
+	if (ctl_check_table(cause) != 0)
+		return (-1);
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sa.sun_path) {
+		asprintf(cause, "control socket %s: path too long (at most %zu "
+		    "bytes)", path, sizeof sa.sun_path - 1);
+		return (-1);
+	}
+	strcpy(sa.sun_path, path);
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			asprintf(cause, "control socket %s: exists and is not "
+			    "a socket", path);
+			return (-1);
+		}
+		if ((rv = ctl_probe(&sa)) == 1) {
+			asprintf(cause, "control socket %s: in use (is another "
+			    "dfs running?)", path);
+			return (-1);
+		}
+		if (rv == -1) {
+			asprintf(cause, "control socket %s: %s", path,
+			    strerror(errno));
+			return (-1);
+		}
+		log_info("control socket %s: removing stale socket", path);
+		if (unlink(path) == -1 && errno != ENOENT)
+			goto fail;
+	} else if (errno != ENOENT)
+		goto fail;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		goto fail;
+	mask = umask(S_IXUSR | S_IRWXG | S_IRWXO);
+	rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	saved = errno;
+	umask(mask);
+	if (rv == -1) {
+		errno = saved;
+		if (errno == EADDRINUSE) {
+			asprintf(cause, "control socket %s: in use (is another "
+			    "dfs running?)", path);
+			close(fd);
+			return (-1);
+		}
+		goto fail;
+	}
+	if (lstat(path, &st) == -1 || listen(fd, CTL_BACKLOG) == -1) {
+		saved = errno;
+		unlink(path);
+		errno = saved;
+		goto fail;
+	}
+	ctl_dev = st.st_dev;
+	ctl_ino = st.st_ino;
+	if (pipe2(ctl_wake, O_CLOEXEC | O_NONBLOCK) == -1) {
+		saved = errno;
+		unlink(path);
+		errno = saved;
+		goto fail;
+	}
+	if ((ctl_path = strdup(path)) == NULL) {
+		errno = ENOMEM;
+		goto fail_unlink;
+	}
+	ctl_fd = fd;
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		memset(&ctl_clients[i], 0, sizeof ctl_clients[i]);
+		ctl_clients[i].fd = -1;
+	}
+	ctl_nclients = 0;
+	ctl_accept_after = 0;
+	clock_gettime(CLOCK_MONOTONIC, &ctl_started);
+
+	/* The thread starts with every signal blocked. */
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	rv = pthread_create(&ctl_thread, NULL, ctl_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0) {
+		ctl_fd = -1;
+		free(ctl_path);
+		ctl_path = NULL;
+		errno = rv;
+		goto fail_unlink;
+	}
+	ctl_running = 1;
+	log_debug("%s: listening on %s", __func__, path);
+	return (0);
+
+fail_unlink:
+	saved = errno;
+	unlink(path);
+	close(ctl_wake[0]);
+	close(ctl_wake[1]);
+	ctl_wake[0] = ctl_wake[1] = -1;
+	errno = saved;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	asprintf(cause, "control socket %s: %s", path, strerror(saved));
+	return (-1);
+}
+
+/* Stop the thread, close every client and remove the socket. */
+void
+ctl_stop(void)
+{
+	struct stat	st;
+
+	if (!ctl_running)
+		return;
+	(void)!write(ctl_wake[1], "", 1);
+	pthread_join(ctl_thread, NULL);
+	ctl_running = 0;
+	close(ctl_fd);
+	ctl_fd = -1;
+	close(ctl_wake[0]);
+	close(ctl_wake[1]);
+	ctl_wake[0] = ctl_wake[1] = -1;
+	/* Only our own socket: another dfs may have replaced it. */
+	if (lstat(ctl_path, &st) == 0 && st.st_dev == ctl_dev &&
+	    st.st_ino == ctl_ino)
+		unlink(ctl_path);
+	free(ctl_path);
+	ctl_path = NULL;
+}

@@ -1,0 +1,86 @@
+/*
+ * The control protocol between dfs (ctl.c) and dfsctl: one header, used by
+ * requests and replies, over the Unix control socket.
+ *
+ * Rules:
+ * - A released message never changes.  A new request or reply form gets a
+ *   new command code; DFS_PROTO_VERSION moves only when the header does.
+ * - Reserved bytes are sent as zero and a request with any of them set is
+ *   refused, so a later version can give them a meaning.
+ * - Integers are in host byte order: both ends are on the same host.
+ *
+ * Changelog:
+ *   version 1 (dfs 0.1.0)
+ *	header as below (32 bytes);
+ *	DFS_CMD_STATUS, DFS_CMD_RELOAD, DFS_CMD_STATS, all with an empty
+ *	request payload;
+ *	flags DFS_FLAG_JSON (all commands), DFS_FLAG_PROMETHEUS (stats).
+ *
+ * An exchange: the client sends a header with type DFS_TYPE_REQUEST,
+ * status 0 and `length` payload bytes; the server answers with a header of
+ * type DFS_TYPE_REPLY carrying the same version and command, a status and
+ * `length` bytes of UTF-8 text, no NUL: the rendered output for
+ * DFS_STATUS_OK, one line saying why otherwise.  A client may send further
+ * requests on the connection; after any error status other than
+ * DFS_STATUS_FAILED the server closes it.
+ *
+ * The server checks a request in this order and answers the first failure:
+ *	header incomplete				DFS_STATUS_BADLENGTH
+ *	length > DFS_PROTO_MAX_PAYLOAD			DFS_STATUS_TOOLONG
+ *	magic, type, status or reserved bytes wrong	DFS_STATUS_BADHEADER
+ *	version						DFS_STATUS_BADVERSION
+ *	command number					DFS_STATUS_BADCOMMAND
+ *	flags the command does not take			DFS_STATUS_BADFLAGS
+ *	length not what the command expects		DFS_STATUS_BADLENGTH
+ *	peer not allowed				DFS_STATUS_DENIED
+ */
+#ifndef DFS_PROTOCOL_H
+#define DFS_PROTOCOL_H
+
+#include <stdint.h>
+
+#define DFS_PROTO_MAGIC		0x43534644U	/* "DFSC" in little endian */
+#define DFS_PROTO_VERSION	1
+
+/* Largest payload either way; a longer request is refused unread. */
+#define DFS_PROTO_MAX_PAYLOAD	(1024U * 1024U)
+
+#define DFS_TYPE_REQUEST	1
+#define DFS_TYPE_REPLY		2
+
+struct dfs_proto_hdr {
+	uint32_t	magic;		/* DFS_PROTO_MAGIC */
+	uint8_t		version;	/* DFS_PROTO_VERSION */
+	uint8_t		type;		/* DFS_TYPE_* */
+	uint16_t	command;	/* DFS_CMD_* */
+	uint32_t	flags;		/* DFS_FLAG_* */
+	uint32_t	status;		/* request: 0; reply: DFS_STATUS_* */
+	uint32_t	length;		/* payload bytes after the header */
+	uint8_t		reserved[12];	/* zero */
+};
+
+_Static_assert(sizeof (struct dfs_proto_hdr) == 32,
+    "the version 1 header is 32 bytes");
+
+/* Commands.  Codes are never reused; 0 is never a command. */
+#define DFS_CMD_STATUS		1	/* version, uptime, tiers */
+#define DFS_CMD_RELOAD		2	/* re-read the configuration */
+#define DFS_CMD_STATS		3	/* per-tier backing call counters */
+#define DFS_CMD_MAX		3	/* highest code this version knows */
+
+/* Request flags: the output form.  Neither: text for people. */
+#define DFS_FLAG_JSON		0x1U	/* one JSON object */
+#define DFS_FLAG_PROMETHEUS	0x2U	/* Prometheus text format 0.0.4 */
+
+/* Reply status. */
+#define DFS_STATUS_OK		0
+#define DFS_STATUS_FAILED	1	/* the command ran and failed */
+#define DFS_STATUS_BADLENGTH	2	/* truncated, or wrong for the command */
+#define DFS_STATUS_TOOLONG	3	/* length over DFS_PROTO_MAX_PAYLOAD */
+#define DFS_STATUS_BADHEADER	4	/* magic, type, status or reserved */
+#define DFS_STATUS_BADVERSION	5
+#define DFS_STATUS_BADCOMMAND	6
+#define DFS_STATUS_BADFLAGS	7
+#define DFS_STATUS_DENIED	8	/* peer uid not allowed */
+
+#endif /* DFS_PROTOCOL_H */

@@ -1,0 +1,387 @@
+/*
+ * dfsctl: control a running dfs through its control socket.  The daemon
+ * renders the output; dfsctl sends one request and prints the reply.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfs.h"
+#include "dfs-protocol.h"
+
+#ifndef DFS_CONF
+#define DFS_CONF	"/etc/dfs.conf"
+#endif
+#ifndef DFS_STATEDIR
+#define DFS_STATEDIR	"/var/lib/dfs"
+#endif
+/* The daemon's socket when no config says otherwise (config.c's default). */
+#ifndef DFS_SOCKET
+#define DFS_SOCKET	DFS_STATEDIR "/dfs.sock"
+#endif
+
+#define DFSCTL_TIMEOUT	60	/* seconds to wait for a reply */
+
+struct dfsctl {
+	const char	*socket;
+	uint32_t	 flags;		/* DFS_FLAG_* */
+};
+
+struct dfsctl_cmd {
+	const char	*name;
+	const char	*alias;
+	const char	*usage;		/* arguments and options */
+	const char	*help;
+	int		(*handler)(struct dfsctl *, const struct dfsctl_cmd *,
+			    int, char **);
+	uint16_t	 code;
+	uint32_t	 flags;		/* flags it takes */
+};
+
+static int	dfsctl_simple(struct dfsctl *, const struct dfsctl_cmd *, int,
+		    char **);
+
+static const struct dfsctl_cmd dfsctl_cmds[] = {
+	{ "status", NULL, "", "version, uptime, mount point and tiers",
+	    dfsctl_simple, DFS_CMD_STATUS, DFS_FLAG_JSON },
+	{ "reload", NULL, "", "re-read the configuration file",
+	    dfsctl_simple, DFS_CMD_RELOAD, DFS_FLAG_JSON },
+	{ "stats", NULL, "[--prometheus]", "backing calls per tier",
+	    dfsctl_simple, DFS_CMD_STATS, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS },
+};
+#define DFSCTL_NCMDS	(sizeof dfsctl_cmds / sizeof dfsctl_cmds[0])
+
+static void
+dfsctl_usage(FILE *f)
+{
+	const struct dfsctl_cmd	*cmd;
+	char			 buf[64];
+	size_t			 i;
+
+	fprintf(f, "usage: dfsctl [-h] [-c file | -s socket] [--json] "
+	    "command [args]\n\ncommands:\n");
+	for (i = 0; i < DFSCTL_NCMDS; i++) {
+		cmd = &dfsctl_cmds[i];
+		snprintf(buf, sizeof buf, "%s%s%s", cmd->name,
+		    *cmd->usage != '\0' ? " " : "", cmd->usage);
+		fprintf(f, "  %-24s%s\n", buf, cmd->help);
+	}
+}
+
+static void	dfsctl_bad(const char *, ...)
+		    __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+dfsctl_bad(const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (fmt != NULL) {
+		fprintf(stderr, "dfsctl: ");
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "\n");
+	}
+	dfsctl_usage(stderr);
+	exit(2);
+}
+
+/* Exact name or alias first, then a unique prefix of a name. */
+static const struct dfsctl_cmd *
+dfsctl_find(const char *name)
+{
+	const struct dfsctl_cmd	*found = NULL;
+	char			 list[256] = "";
+	size_t			 i, len = strlen(name);
+	int			 n = 0;
+
+	for (i = 0; i < DFSCTL_NCMDS; i++) {
+		if (strcmp(dfsctl_cmds[i].name, name) == 0 ||
+		    (dfsctl_cmds[i].alias != NULL &&
+		    strcmp(dfsctl_cmds[i].alias, name) == 0))
+			return (&dfsctl_cmds[i]);
+	}
+	for (i = 0; len != 0 && i < DFSCTL_NCMDS; i++) {
+		if (strncmp(dfsctl_cmds[i].name, name, len) != 0)
+			continue;
+		found = &dfsctl_cmds[i];
+		if (n++ != 0)
+			strncat(list, ", ", sizeof list - strlen(list) - 1);
+		strncat(list, found->name, sizeof list - strlen(list) - 1);
+	}
+	if (n == 0)
+		dfsctl_bad("unknown command: %s", name);
+	if (n > 1)
+		dfsctl_bad("ambiguous command: %s (%s)", name, list);
+	return (found);
+}
+
+/* "Permission denied" -> "permission denied", as the rest of the line. */
+static const char *
+dfsctl_strerror(int error)
+{
+	static char	buf[128];
+
+	switch (error) {
+	case ENOENT:
+		return ("no such socket (is dfs running?)");
+	case ECONNREFUSED:
+		return ("connection refused (is dfs running?)");
+	case EACCES:
+	case EPERM:
+		return ("permission denied");
+	}
+	snprintf(buf, sizeof buf, "%s", strerror(error));
+	buf[0] = tolower((unsigned char)buf[0]);
+	return (buf);
+}
+
+static void __attribute__((noreturn))
+dfsctl_fail(const char *socket, int error)
+{
+	fprintf(stderr, "dfsctl: cannot connect to %s: %s\n", socket,
+	    dfsctl_strerror(error));
+	exit(1);
+}
+
+static int
+dfsctl_connect(const char *path)
+{
+	struct sockaddr_un	sa;
+	struct timeval		tv = { DFSCTL_TIMEOUT, 0 };
+	int			fd;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sa.sun_path)
+		dfsctl_bad("socket path too long (at most %zu bytes): %s",
+		    sizeof sa.sun_path - 1, path);
+	strcpy(sa.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		dfsctl_fail(path, errno);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == -1)
+		dfsctl_fail(path, errno);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	return (fd);
+}
+
+/* 0, or -1 with errno (0 for an early end of the stream). */
+static int
+dfsctl_read(int fd, void *buf, size_t len)
+{
+	char	*p = buf;
+	ssize_t	 n;
+
+	while (len > 0) {
+		n = recv(fd, p, len, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0;
+			return (-1);
+		}
+		p += n;
+		len -= n;
+	}
+	return (0);
+}
+
+static int
+dfsctl_write(int fd, const void *buf, size_t len)
+{
+	const char	*p = buf;
+	ssize_t		 n;
+
+	while (len > 0) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return (-1);
+		p += n;
+		len -= n;
+	}
+	return (0);
+}
+
+/*
+ * Send one request with an empty payload and print the reply: the text to
+ * stdout on success, else the daemon's reason to stderr.  Returns the exit
+ * status.
+ */
+static int
+dfsctl_request(struct dfsctl *ctl, uint16_t code)
+{
+	struct dfs_proto_hdr	 h;
+	char			*text;
+	int			 fd;
+
+	fd = dfsctl_connect(ctl->socket);
+	memset(&h, 0, sizeof h);
+	h.magic = DFS_PROTO_MAGIC;
+	h.version = DFS_PROTO_VERSION;
+	h.type = DFS_TYPE_REQUEST;
+	h.command = code;
+	h.flags = ctl->flags;
+	if (dfsctl_write(fd, &h, sizeof h) == -1) {
+		fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket,
+		    dfsctl_strerror(errno));
+		return (1);
+	}
+	if (dfsctl_read(fd, &h, sizeof h) == -1) {
+		fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket, errno == 0 ?
+		    "connection closed by dfs" : errno == EAGAIN ?
+		    "no reply from dfs" : dfsctl_strerror(errno));
+		return (1);
+	}
+	if (h.magic != DFS_PROTO_MAGIC || h.type != DFS_TYPE_REPLY ||
+	    h.length > DFS_PROTO_MAX_PAYLOAD) {
+		fprintf(stderr, "dfsctl: %s: malformed reply\n", ctl->socket);
+		return (1);
+	}
+	if ((text = malloc(h.length + 1)) == NULL) {
+		fprintf(stderr, "dfsctl: out of memory\n");
+		return (1);
+	}
+	if (dfsctl_read(fd, text, h.length) == -1) {
+		fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket, errno == 0 ?
+		    "reply cut short" : dfsctl_strerror(errno));
+		free(text);
+		return (1);
+	}
+	close(fd);
+	text[h.length] = '\0';
+	if (h.status != DFS_STATUS_OK) {
+		while (h.length > 0 && text[h.length - 1] == '\n')
+			text[--h.length] = '\0';
+		fprintf(stderr, "dfsctl: %s\n", h.length != 0 ? text :
+		    "request failed");
+		free(text);
+		return (1);
+	}
+	fwrite(text, 1, h.length, stdout);
+	free(text);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "dfsctl: stdout: %s\n", strerror(errno));
+		return (1);
+	}
+	return (0);
+}
+
+static int
+dfsctl_simple(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
+    char **argv)
+{
+	if (argc > 1)
+		dfsctl_bad("%s: unexpected argument: %s", cmd->name, argv[1]);
+	return (dfsctl_request(ctl, cmd->code));
+}
+
+/* The socket of the mount a config file describes. */
+static const char *
+dfsctl_socket_from(const char *file, int status)
+{
+	struct dfs_config	*conf;
+	char			*cause, *s;
+
+	if (config_load(file, &conf, &cause) != 0) {
+		fprintf(stderr, "dfsctl: %s\n", cause);
+		exit(status);
+	}
+	if ((s = strdup(conf->socket)) == NULL) {
+		fprintf(stderr, "dfsctl: out of memory\n");
+		exit(1);
+	}
+	config_free(conf);
+	return (s);
+}
+
+static const struct option dfsctl_longopts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "prometheus", no_argument, NULL, 'p' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* Options, up to the first argument that is not one. */
+static void
+dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file)
+{
+	int	ch;
+
+	while ((ch = getopt_long(argc, argv, "+c:hs:", dfsctl_longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			*file = optarg;
+			break;
+		case 'h':
+			dfsctl_usage(stdout);
+			exit(0);
+		case 'j':
+			ctl->flags |= DFS_FLAG_JSON;
+			break;
+		case 'p':
+			ctl->flags |= DFS_FLAG_PROMETHEUS;
+			break;
+		case 's':
+			ctl->socket = optarg;
+			break;
+		default:
+			dfsctl_bad(NULL);
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct dfsctl_cmd	*cmd;
+	struct dfsctl		 ctl;
+	const char		*file = NULL;
+
+	memset(&ctl, 0, sizeof ctl);
+	dfsctl_options(argc, argv, &ctl, &file);
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		dfsctl_bad("no command given");
+	cmd = dfsctl_find(argv[0]);
+
+	/* Options may follow the command too: dfsctl stats --prometheus. */
+	optind = 0;
+	dfsctl_options(argc, argv, &ctl, &file);
+	argv[optind - 1] = argv[0];
+	argc -= optind - 1;
+	argv += optind - 1;
+
+	if ((ctl.flags & DFS_FLAG_JSON) && (ctl.flags & DFS_FLAG_PROMETHEUS))
+		dfsctl_bad("--json and --prometheus exclude each other");
+	if ((ctl.flags & ~cmd->flags) != 0)
+		dfsctl_bad("%s: --prometheus is for stats only", cmd->name);
+
+	if (ctl.socket == NULL) {
+		if (file != NULL)
+			ctl.socket = dfsctl_socket_from(file, 2);
+		else if (access(DFS_CONF, F_OK) == 0)
+			ctl.socket = dfsctl_socket_from(DFS_CONF, 1);
+		else
+			ctl.socket = DFS_SOCKET;
+	}
+	return (cmd->handler(&ctl, cmd, argc, argv));
+}

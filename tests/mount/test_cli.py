@@ -1,0 +1,183 @@
+"""The command line: bad input is refused with a message and nothing is
+mounted; without -f dfs returns once the mount is up."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from dfstest import (Mount, check, dfs_bin, eq, ename, errno_of, is_mounted,
+                     kill_pid, mount_entry, mounts_under, pids_with_argv,
+                     read_file, unmount, wait_for, write_file)
+
+
+class _Scratch:
+    """A temp dir with t0 t1 t2, a file, a symlink to t0 and mnt; never
+    mounted by the harness."""
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix="dfs-cli.")
+        os.chmod(self.root, 0o755)
+        for d in ("t0", "t1", "t2", "mnt", "t0/sub", "t1/sub", "t1/mnt",
+                  "mnt/t1"):
+            os.mkdir(self.p(d))
+        write_file(self.p("afile"), "not a dir")
+        os.symlink("t0", self.p("t0link"))
+        return self
+
+    def p(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def __exit__(self, *a):
+        live = mounts_under(self.root)
+        for mp in live:
+            try:
+                unmount(mp)
+            except Exception:
+                pass
+        if not mounts_under(self.root):
+            shutil.rmtree(self.root, ignore_errors=True)
+        return False
+
+
+def _index(s):
+    """keep the index in the temp dir, not in the state directory"""
+    return ["-o", "index=" + s.p("index.db")]
+
+
+def _run_bad(s, args, names, foreground=True):
+    """dfs with a bad command line: non-zero exit, a message on stderr that
+    names one of `names` (when given), nothing mounted."""
+    argv = [dfs_bin()] + (["-f"] if foreground else []) + _index(s) + args
+    out = os.path.join(s.root, "out.txt")
+    errf = os.path.join(s.root, "err.txt")
+    with open(out, "wb") as f, open(errf, "wb") as ef:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                             stderr=ef, cwd=s.root)
+        # it should exit at once; if it mounts instead, stop waiting
+        wait_for(lambda: p.poll() is not None or mounts_under(s.root), 10)
+    live = mounts_under(s.root)
+    problems = []
+    if live:
+        problems.append("mounted %s" % live)
+        for mp in live:
+            unmount(mp)
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        kill_pid(p.pid)
+        p.wait()
+        problems.append("still running; killed")
+    err = read_file(errf).decode(errors="replace")
+    if p.returncode == 0:
+        problems.append("exit status 0")
+    if not err.strip():
+        problems.append("nothing on stderr")
+    elif names and not any(n in err for n in names):
+        problems.append("stderr does not name any of %s" % (names,))
+    check(not problems, "dfs %s: %s\n  stderr: %s" % (
+        " ".join(a.replace(s.root, "$T") for a in argv[1:]),
+        "; ".join(problems), err.strip().replace(s.root, "$T")))
+
+
+def test_bad_command_lines_are_refused():
+    with _Scratch() as s:
+        P = s.p
+        cases = [
+            ([], ["usage", "Usage", "argument"]),
+            ([P("t0")], ["usage", "Usage", "argument"]),
+            ([P("t0"), P("mnt")], ["usage", "Usage", "argument", "tier"]),
+            ([P("t0"), P("nosuch"), P("mnt")], [P("nosuch")]),
+            ([P("t0"), P("afile"), P("mnt")], [P("afile")]),
+            ([P("t0"), P("t0"), P("mnt")], [P("t0")]),
+            ([P("t0"), P("t1"), P("t0") + "/", P("mnt")], [P("t0")]),
+            ([P("t0"), P("t0link"), P("mnt")], [P("t0"), P("t0link")]),
+            ([P("t0"), P("t0", "sub"), P("mnt")], [P("t0")]),
+            ([P("t1", "sub"), P("t1"), P("mnt")], [P("t1")]),
+            ([P("t0"), P("t1"), P("t2", "..", "t1", "sub"), P("mnt")],
+             [P("t1"), "sub"]),
+            ([P("t0"), P("t1"), P("t1", "mnt")], [P("t1")]),
+            ([P("t0"), P("mnt", "t1"), P("mnt")], [P("mnt")]),
+            ([P("t0"), P("t1"), P("nosuchmnt")], [P("nosuchmnt")]),
+            ([P("t0"), P("t1"), P("afile")], [P("afile")]),
+        ]
+        failures = []
+        for args, names in cases:
+            try:
+                _run_bad(s, args, names)
+            except AssertionError as e:
+                failures.append(str(e))
+        check(not failures, "%d of %d bad command lines not refused "
+              "properly:\n  %s" % (len(failures), len(cases),
+                                   "\n  ".join(failures)))
+
+
+def test_start_up_errors_reach_the_terminal_without_f():
+    with _Scratch() as s:
+        P = s.p
+        failures = []
+        for args, names in (
+                ([P("t0"), P("nosuch"), P("mnt")], [P("nosuch")]),
+                ([P("t0"), P("t1"), P("t1", "mnt")], [P("t1")]),
+                # only the mount itself can fail here
+                ([P("t0"), P("t1"), P("nosuchmnt")], [P("nosuchmnt")]),
+                (["-o", "no_such_fuse_option", P("t0"), P("t1"), P("mnt")],
+                 ["no_such_fuse_option"])):
+            try:
+                _run_bad(s, args, names, foreground=False)
+            except AssertionError as e:
+                failures.append(str(e))
+        check(not failures, "\n  ".join([""] + failures))
+
+
+def test_daemonises_and_returns_once_mounted():
+    with _Scratch() as s:
+        argv = [dfs_bin()] + _index(s) + [s.p("t0"), s.p("t1"), s.p("mnt")]
+        os.rmdir(s.p("mnt", "t1"))
+        write_file(s.p("t1", "hello"), "from tier one")
+        out = s.p("daemon.out")
+        with open(out, "wb") as f:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                                 stderr=subprocess.STDOUT, cwd="/")
+            try:
+                rc = p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                kill_pid(p.pid)
+                p.wait()
+                rc = "timeout"
+        mounted = is_mounted(s.p("mnt"))   # right after the return
+        pids = pids_with_argv(argv)
+        try:
+            eq(rc, 0, "exit status of dfs without -f (output: %r)" %
+               read_file(out))
+            check(mounted, "dfs returned before the mount was up")
+            check(mount_entry(s.p("mnt"))[2].startswith("fuse"),
+                  "not a fuse mount")
+            check(len(pids) == 1, "daemon processes: %r" % pids)
+            eq(read_file(s.p("mnt", "hello")), b"from tier one",
+               "tier-1 file through the daemon")
+            write_file(s.p("mnt", "new"), "x")
+            check(os.path.exists(s.p("t0", "new")), "new file not on tier 0")
+        finally:
+            unmount(s.p("mnt"))
+            gone = wait_for(lambda: all(not os.path.exists("/proc/%d" % q)
+                                        for q in pids), 10)
+            for q in pids:
+                if os.path.exists("/proc/%d" % q):
+                    kill_pid(q)
+        check(gone, "daemon %r still running 10 s after unmount" % pids)
+
+
+def test_fuse_options_pass_through():
+    def pop(m):
+        write_file(m.t(1, "f"), "x")
+    with Mount(ntiers=2, opts="ro", populate=pop) as m:
+        opts = mount_entry(m.mnt)[3].split(",")
+        check("ro" in opts, "-o ro: mount options are %s" % opts)
+        eq(read_file(m.p("f")), b"x", "read on a ro mount")
+        eq(ename(errno_of(os.mkdir, m.p("d"))), "EROFS", "mkdir on -o ro")
+        eq(ename(errno_of(lambda: open(m.p("f"), "ab"))), "EROFS",
+           "write on -o ro")
+    with Mount(ntiers=2, args=["-d"]) as m:
+        os.mkdir(m.p("d"))
+        check(os.path.getsize(m.log) > 0, "-d printed nothing")
