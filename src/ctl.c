@@ -1027,6 +1027,11 @@ ctl_start(const char *path, char **cause)
 	unsigned		 i;
 	int			 fd = -1, rv, saved;
 
+	if (ctl_running) {
+		asprintf(cause, "control socket %s: already serving %s", path,
+		    ctl_path);
+		return (-1);
+	}
 	if (ctl_check_table(cause) != 0)
 		return (-1);
 	memset(&sa, 0, sizeof sa);

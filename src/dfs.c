@@ -49,6 +49,8 @@ dfs_add_opt(char **opts, const char *opt)
 	return (0);
 }
 
+static char	*dfs_ctl_path;		/* -o ctl=, or the config's socket */
+
 /* dfs's own -o options are taken here; the rest go to libfuse. */
 static int
 dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
@@ -59,6 +61,12 @@ dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
 		if (*opt == '\0')
 			continue;
 		val = strchr(opt, '=');
+		if (strncmp(opt, "ctl=", 4) == 0) {
+			free(dfs_ctl_path);
+			if ((dfs_ctl_path = strdup(opt + 4)) == NULL)
+				return (-1);
+			continue;
+		}
 		if (strncmp(opt, "index=", 6) == 0) {
 			free(dfs.index_path);
 			dfs.index_path = strdup(opt + 6);
@@ -186,7 +194,7 @@ dfs_report(int fd, const char *msg)
 	close(fd);
 }
 
-static void __attribute__((noreturn))
+static void __attribute__((noreturn, format(printf, 2, 3)))
 dfs_fail(int report, const char *fmt, ...)
 {
 	char	buf[1024];
@@ -195,6 +203,7 @@ dfs_fail(int report, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
+	ctl_stop();
 	if (report != -1)
 		dfs_report(report, buf);
 	else
@@ -489,6 +498,16 @@ main(int argc, char **argv)
 		dfs_fail(report, "invalid FUSE options: %s", fuse_opts);
 	if (fuse_set_signal_handlers(se) != 0)
 		dfs_fail(report, "signal handlers: %s", strerror(errno));
+	/* Before the mount: a second dfs on the same socket stops here. */
+	if (dfs_conf != NULL) {
+		ctl_config_file = conf_path;	/* dfs_conf changes on reload */
+		if (dfs_ctl_path == NULL &&
+		    (dfs_ctl_path = strdup(dfs_conf->socket)) == NULL)
+			dfs_fail(report, "out of memory");
+	}
+	ctl_reload_hook = dfs_reload;
+	if (dfs_ctl_path != NULL && ctl_start(dfs_ctl_path, &cause) != 0)
+		dfs_fail(report, "%s", cause);
 	if (fuse_session_mount(se, mnt) != 0)
 		dfs_fail(report, "cannot mount on %s", mnt);
 	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
@@ -520,6 +539,7 @@ main(int argc, char **argv)
 		rv = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
+	ctl_stop();
 	fuse_session_unmount(se);
 	scan_shutdown();
 	index_close(rv == 0);

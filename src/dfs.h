@@ -91,6 +91,7 @@ struct node {
 	struct timespec	 cache_mtime;	/* content seen at last open/release */
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
+	int		 partial;	/* dir: the index may lack entries */
 	struct handle	*handles;	/* open files, for a node with no name left */
 };
 
@@ -100,6 +101,7 @@ struct probe {
 	struct stat	 st;		/* its attributes there */
 	fuse_ino_t	 id;		/* its inode in the index */
 	unsigned	 tiers;		/* dir: tiers holding it; 0 unknown */
+	int		 partial;	/* dir: the index may lack entries */
 };
 
 /* An inode row of the index. */
@@ -112,6 +114,7 @@ struct irow {
 	uint64_t	 ino;
 	int64_t		 size;
 	int64_t		 mtime;		/* ns */
+	int		 partial;	/* dir: entries may be missing */
 };
 
 struct scan_progress {
@@ -201,8 +204,8 @@ int	index_is_scanned(void);
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
 int	index_get(fuse_ino_t, struct irow *);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
-int	index_add(fuse_ino_t, const char *, int, unsigned, const struct stat *,
-	    fuse_ino_t *);
+int	index_add(fuse_ino_t, const char *, int, unsigned, int,
+	    const struct stat *, fuse_ino_t *);
 int	index_link(fuse_ino_t, const char *, fuse_ino_t, const struct stat *);
 int	index_unlink(fuse_ino_t, const char *);
 int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
@@ -233,6 +236,7 @@ int	node_name(struct node *, struct node **, char *, size_t);
 struct node *node_enter(struct node *, const char *, const struct probe *);
 struct node *node_find(struct node *, const char *);
 struct node *node_self(struct node *, int);
+void	node_scanned(void);
 void	node_handle_add(struct node *, struct handle *);
 void	node_handle_del(struct node *, struct handle *);
 int	node_open_fd(struct node *, int *);
@@ -255,9 +259,10 @@ int	resolve_list(struct node *, struct dirlist *);
 long	resolve_subdirs(struct node *);
 int	resolve_stat(struct node *, struct stat *);
 int	resolve_dir_tiers(struct node *, const char *, int *);
-int	resolve_lookup_at(struct node *, const char *, int,
+int	resolve_lookup_at(struct node *, const char *, int, int,
 	    struct fuse_entry_param *);
 int	resolve_path_fd(struct node *, int *);
+struct node *resolve_node(fuse_ino_t, int);
 
 /* ns.c */
 int	ns_ensure_dir(struct node *, int);

@@ -19,7 +19,7 @@
 
 #include "dfs.h"
 
-#define INDEX_VERSION	1
+#define INDEX_VERSION	2
 
 enum {
 	Q_LOOKUP,
@@ -45,14 +45,15 @@ enum {
 
 static const char *index_sql[Q_LAST] = {
 	[Q_LOOKUP] = "SELECT i.id, i.type, i.tier, i.tiers, i.dev, i.ino, "
-	    "i.size, i.mtime FROM dentry d JOIN inode i ON i.id = d.inode "
+	    "i.size, i.mtime, i.partial FROM dentry d "
+	    "JOIN inode i ON i.id = d.inode "
 	    "WHERE d.parent = ?1 AND d.name = ?2",
-	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime "
+	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime, partial "
 	    "FROM inode WHERE id = ?1",
 	[Q_NAME] = "SELECT parent, name FROM dentry WHERE inode = ?1 LIMIT 1",
 	[Q_INS_INODE] = "INSERT INTO inode (type, tier, tiers, dev, ino, "
-	    "nlink, size, mtime, ctime, gen) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	    "nlink, size, mtime, ctime, gen, partial) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[Q_INS_DENTRY] = "INSERT OR REPLACE INTO dentry (parent, name, inode, "
 	    "gen) VALUES (?1, ?2, ?3, ?4)",
 	[Q_DEL_DENTRY] = "DELETE FROM dentry WHERE parent = ?1 AND name = ?2 "
@@ -75,7 +76,8 @@ static const char *index_sql[Q_LAST] = {
 	[Q_FIND_LINK] = "SELECT id FROM inode WHERE tier = ?1 AND dev = ?2 "
 	    "AND ino = ?3 AND nlink > 1",
 	[Q_COUNT_CHILD] = "SELECT count(*) FROM dentry WHERE parent = ?1",
-	[Q_SCAN_MARK] = "UPDATE inode SET tier = ?2, tiers = ?3, gen = ?4 "
+	[Q_SCAN_MARK] = "UPDATE inode SET tier = ?2, tiers = ?3, gen = ?4, "
+	    "partial = 0 "
 	    "WHERE id = ?1",
 	[Q_SCAN_MARKD] = "UPDATE dentry SET gen = ?3 WHERE parent = ?1 AND "
 	    "name = ?2",
@@ -95,7 +97,9 @@ static const char index_schema[] =
     "  atime_seen INTEGER DEFAULT 0,"	/* last access through dfs */
     "  accesses INTEGER DEFAULT 0,"
     "  pin INTEGER DEFAULT 0,"
-    "  gen INTEGER DEFAULT 0);"
+    "  gen INTEGER DEFAULT 0,"
+    /* dir: found outside a scan, so its entries may be missing */
+    "  partial INTEGER DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS dentry ("
     "  parent INTEGER NOT NULL, name TEXT NOT NULL, inode INTEGER NOT NULL,"
     "  gen INTEGER DEFAULT 0, PRIMARY KEY (parent, name)) WITHOUT ROWID;"
@@ -245,8 +249,15 @@ index_open(const char *path, char **cause)
 		    "dfs knows (%d)", path, (long long)version, INDEX_VERSION);
 		return (-1);
 	}
-	/* Version 1 is the first; later versions upgrade from here. */
-	sqlite3_exec(c->db, "PRAGMA user_version = 1;"
+	/* Each version upgrades from the one before. */
+	if (version == 1 && sqlite3_exec(c->db, "ALTER TABLE inode ADD "
+	    "COLUMN partial INTEGER DEFAULT 0", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		asprintf(cause, "index %s: upgrade: %s", path,
+		    sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	sqlite3_exec(c->db, "PRAGMA user_version = 2;"
 	    "INSERT OR IGNORE INTO inode (id, type, tier, tiers) "
 	    "VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
 	dirty = index_meta_get(c, "dirty", 1);
@@ -295,6 +306,7 @@ index_row(sqlite3_stmt *q, struct irow *r)
 	r->ino = sqlite3_column_int64(q, 5);
 	r->size = sqlite3_column_int64(q, 6);
 	r->mtime = sqlite3_column_int64(q, 7);
+	r->partial = sqlite3_column_int(q, 8);
 }
 
 /* (parent, name) -> row; -ENOENT when the index has no such name. */
@@ -393,7 +405,7 @@ index_ns(const struct timespec *ts)
 
 /* A new inode row for st on tier t; its id is the new node id. */
 static int
-index_insert_inode(struct index_conn *c, int t, unsigned tiers,
+index_insert_inode(struct index_conn *c, int t, unsigned tiers, int partial,
     const struct stat *st, fuse_ino_t *id)
 {
 	sqlite3_stmt	*q = index_q(c, Q_INS_INODE);
@@ -409,6 +421,7 @@ index_insert_inode(struct index_conn *c, int t, unsigned tiers,
 	sqlite3_bind_int64(q, 8, index_ns(&st->st_mtim));
 	sqlite3_bind_int64(q, 9, index_ns(&st->st_ctim));
 	sqlite3_bind_int64(q, 10, atomic_load(&index_gen));
+	sqlite3_bind_int(q, 11, S_ISDIR(st->st_mode) && partial);
 	if ((rv = index_step_done(c, q, "insert inode")) == 0)
 		*id = sqlite3_last_insert_rowid(c->db);
 	return (rv);
@@ -479,7 +492,7 @@ index_end(struct index_conn *c, int rv)
  */
 int
 index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
-    const struct stat *st, fuse_ino_t *id)
+    int partial, const struct stat *st, fuse_ino_t *id)
 {
 	struct index_conn	*c = &index_main;
 	sqlite3_stmt		*q;
@@ -516,7 +529,7 @@ index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		sqlite3_reset(q);
 	}
 	if (*id == 0)
-		rv = index_insert_inode(c, t, tiers, st, id);
+		rv = index_insert_inode(c, t, tiers, partial, st, id);
 	if (rv == 0)
 		rv = index_insert_dentry(c, parent, name, *id);
 end:
@@ -806,7 +819,7 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		}
 		rv = 0;
 		if (*id == 0)
-			rv = index_insert_inode(c, t, tiers, st, id);
+			rv = index_insert_inode(c, t, tiers, 0, st, id);
 		if (rv == 0)
 			rv = index_insert_dentry(c, parent, name, *id);
 	}

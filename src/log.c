@@ -29,7 +29,7 @@ log_set_level(int level)
 	log_level_max = level;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 log_vwrite(int pri, const char *fmt, va_list ap)
 {
 	if (pri > log_level_max)

@@ -374,6 +374,7 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 	n->tier = p->tier;
 	n->dev = p->st.st_dev;
 	n->ino = p->st.st_ino;
+	n->partial = p->partial;
 	if (is_dir) {
 		/*
 		 * The index knows its tiers; without it, tiers before the
@@ -562,4 +563,25 @@ node_open_fd(struct node *n, int *tierp)
 	}
 	pthread_mutex_unlock(&node_mtx);
 	return (fd);
+}
+
+static void
+node_scanned_visit(const void *nodep, VISIT which, int depth)
+{
+	struct node	*n = *(struct node *const *)nodep;
+	struct irow	 r;
+
+	(void)depth;
+	if ((which == postorder || which == leaf) && n->is_dir &&
+	    n->partial && index_get(n->id, &r) == 0)
+		n->partial = r.partial;
+}
+
+/* A scan has completed: directories it read are whole in the index now. */
+void
+node_scanned(void)
+{
+	pthread_mutex_lock(&node_mtx);
+	twalk(node_ids, node_scanned_visit);
+	pthread_mutex_unlock(&node_mtx);
 }

@@ -162,7 +162,7 @@ ns_make(struct node *parent, const char *name, mode_t mode, dev_t rdev,
 	if (target != NULL)
 		mode = S_IFLNK | 0777;
 	if ((rv = ns_own(0, pfd, name, -1, mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, 0, e)) != 0) {
+	    (rv = resolve_lookup_at(parent, name, 0, 1, e)) != 0) {
 		tier_unlinkat(0, pfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 		return (rv);
 	}
@@ -188,7 +188,7 @@ ns_create(struct node *parent, const char *name, mode_t mode, int flags,
 	if (fd < 0)
 		return (fd);
 	if ((rv = ns_own(0, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, 0, e)) != 0) {
+	    (rv = resolve_lookup_at(parent, name, 0, 1, e)) != 0) {
 		close(fd);
 		tier_unlinkat(0, pfd, name, 0);
 		return (rv);
@@ -212,6 +212,7 @@ ns_link_enter(struct node *n, struct node *nparent, const char *nname, int t,
 	p.tier = t;
 	p.id = n->id;
 	p.tiers = 0;
+	p.partial = 0;
 	if ((rv = index_link(nparent->id, nname, n->id, &p.st)) != 0)
 		log_warn("link %s: index not updated: %s", nname,
 		    strerror(-rv));

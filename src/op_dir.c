@@ -87,7 +87,7 @@ op_readdir_common(fuse_req_t req, size_t size, off_t off,
 		ent = &h->list.ents[k - 2];
 		if (plus) {
 			rv = resolve_lookup_at(h->node, ent->name, ent->tier,
-			    &e);
+			    0, &e);
 			if (rv != 0)
 				continue;	/* gone since the listing */
 			len = fuse_add_direntry_plus(req, p, rem, ent->name,

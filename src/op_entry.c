@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "dfs.h"
 
@@ -15,7 +16,9 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node		*p;
 	int			 rv;
 
-	if ((p = node_get(parent)) == NULL) {
+	/* "." of a forgotten node: an NFS handle being decoded. */
+	p = strcmp(name, ".") == 0 ? resolve_node(parent, 0) : node_get(parent);
+	if (p == NULL) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}

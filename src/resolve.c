@@ -53,6 +53,7 @@ resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
 			return (rv);
 		p->tier = t;
 		p->tiers = 0;
+		p->partial = 1;
 		if (S_ISDIR(p->st.st_mode)) {
 			p->tiers = 1u << t;
 			for (u = t + 1; u < dfs.ntiers; u++)
@@ -61,10 +62,21 @@ resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
 				    S_ISDIR(st.st_mode))
 					p->tiers |= 1u << u;
 		}
-		return (index_add(parent->id, name, t, p->tiers, &p->st,
+		return (index_add(parent->id, name, t, p->tiers, 1, &p->st,
 		    &p->id));
 	}
 	return (-ENOENT);
+}
+
+/*
+ * Does the index hold every entry of dir?  Once a scan has completed, it
+ * does, except for directories found outside a scan (a tier changed
+ * behind dfs's back), which are read from the tiers until the next scan.
+ */
+static int
+resolve_complete(struct node *dir)
+{
+	return (index_is_scanned() && !dir->partial);
 }
 
 /* The index had a row for a name its tier no longer holds: forget it. */
@@ -101,6 +113,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 			p->tier = t;
 			p->id = n->id;
 			p->tiers = 0;
+			p->partial = n->partial;
 			node_put(n);
 			return (0);
 		}
@@ -115,6 +128,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 			p->tier = t;
 			p->id = r.id;
 			p->tiers = r.tiers;
+			p->partial = r.partial;
 			return (0);
 		}
 		if (rv != 0 && rv != -ENOENT && rv != -ENOTDIR)
@@ -122,7 +136,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		resolve_stale(parent, name);
 	} else if (rv != -ENOENT)
 		return (rv);
-	else if (index_is_scanned())
+	else if (resolve_complete(parent))
 		return (-ENOENT);
 	return (resolve_probe_tiers(parent, name, p));
 }
@@ -244,7 +258,7 @@ resolve_list(struct node *dir, struct dirlist *l)
 	int	t, fd, rv;
 
 	/* Once the index is whole, a listing costs no backing call. */
-	if (index_is_scanned())
+	if (resolve_complete(dir))
 		return (index_list(dir->id, l));
 	l->ents = NULL;
 	l->n = 0;
@@ -305,7 +319,7 @@ resolve_dir_tiers(struct node *parent, const char *name, int *fds)
  * there): one backing call, and the index gives or learns its inode.
  */
 int
-resolve_lookup_at(struct node *parent, const char *name, int t,
+resolve_lookup_at(struct node *parent, const char *name, int t, int made,
     struct fuse_entry_param *e)
 {
 	struct probe	 p;
@@ -319,15 +333,18 @@ resolve_lookup_at(struct node *parent, const char *name, int t,
 		return (rv);
 	p.tier = t;
 	p.tiers = S_ISDIR(p.st.st_mode) ? 1u << t : 0;
+	/* A directory dfs just made is empty: the index has all of it. */
+	p.partial = !made;
 	rv = index_lookup(parent->id, name, &r);
 	if (rv == 0 && r.tier == t && resolve_matches(&r, &p.st)) {
 		p.id = r.id;
 		p.tiers = r.tiers;
+		p.partial = r.partial;
 	} else if (rv == 0 || rv == -ENOENT) {
 		if (rv == 0)
 			resolve_stale(parent, name);
-		if ((rv = index_add(parent->id, name, t, p.tiers, &p.st,
-		    &p.id)) != 0)
+		if ((rv = index_add(parent->id, name, t, p.tiers, p.partial,
+		    &p.st, &p.id)) != 0)
 			return (rv);
 	} else
 		return (rv);
@@ -371,4 +388,33 @@ resolve_path_fd(struct node *n, int *closep)
 	node_put(parent);
 	*closep = fd >= 0;
 	return (fd);
+}
+
+/*
+ * The node of inode id, referenced, made from the index if the kernel has
+ * forgotten it (an NFS file handle outlives the kernel's cache, and dfs
+ * restarts): its names are walked up to a node that is known.
+ */
+struct node *
+resolve_node(fuse_ino_t id, int depth)
+{
+	struct node	*n, *parent;
+	struct probe	 p;
+	fuse_ino_t	 pid;
+	char		 name[NAME_MAX + 1];
+
+	if ((n = node_get(id)) != NULL || depth > 4096)
+		return (n);
+	if (index_name(id, &pid, name, sizeof name) != 0)
+		return (NULL);
+	if ((parent = resolve_node(pid, depth + 1)) == NULL)
+		return (NULL);
+	if (resolve_probe(parent, name, &p) == 0 && p.id == id &&
+	    (n = node_enter(parent, name, &p)) != NULL) {
+		/* Held by this reference, not by a kernel lookup. */
+		node_ref(n);
+		node_forget(n->id, 1);
+	}
+	node_put(parent);
+	return (n);
 }

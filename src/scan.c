@@ -137,6 +137,8 @@ scan_main(void *arg)
 	atomic_store(&scan_error, -rv);
 	atomic_store(&scan_finished, (long)time(NULL));
 	if (rv == 0)
+		node_scanned();
+	if (rv == 0)
 		log_info("scan complete: %lu directories, %lu files, %lu "
 		    "conflicts", atomic_load(&scan_dirs),
 		    atomic_load(&scan_files), atomic_load(&scan_conflicts));
