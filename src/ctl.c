@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -70,7 +71,8 @@ struct ctl_client {
 struct ctl_command {
 	uint16_t	 code;
 	const char	*name;
-	uint32_t	 length;	/* request payload bytes */
+	uint32_t	 minlen;	/* request payload bytes */
+	uint32_t	 maxlen;
 	uint32_t	 flags;		/* flags it accepts */
 	int		(*handler)(struct ctl_client *, struct ctl_buf *);
 };
@@ -78,14 +80,27 @@ struct ctl_command {
 static int	ctl_cmd_status(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_reload(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_stats(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_scan(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_scan_status(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_where(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_conflicts(struct ctl_client *, struct ctl_buf *);
+static void	ctl_scan_json(struct ctl_buf *, const struct scan_progress *);
+static void	ctl_scan_line(struct ctl_buf *, const struct scan_progress *);
 
 /* Indexed by command code; checked by ctl_check_table at start. */
 static const struct ctl_command ctl_commands[] = {
-	{ 0, NULL, 0, 0, NULL },
-	{ DFS_CMD_STATUS, "status", 0, DFS_FLAG_JSON, ctl_cmd_status },
-	{ DFS_CMD_RELOAD, "reload", 0, DFS_FLAG_JSON, ctl_cmd_reload },
-	{ DFS_CMD_STATS, "stats", 0, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS,
+	{ 0, NULL, 0, 0, 0, NULL },
+	{ DFS_CMD_STATUS, "status", 0, 0, DFS_FLAG_JSON, ctl_cmd_status },
+	{ DFS_CMD_RELOAD, "reload", 0, 0, DFS_FLAG_JSON, ctl_cmd_reload },
+	{ DFS_CMD_STATS, "stats", 0, 0, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS,
 	    ctl_cmd_stats },
+	{ DFS_CMD_SCAN, "scan", 0, 0, DFS_FLAG_JSON, ctl_cmd_scan },
+	{ DFS_CMD_SCAN_STATUS, "scan status", 0, 0, DFS_FLAG_JSON,
+	    ctl_cmd_scan_status },
+	{ DFS_CMD_WHERE, "where", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
+	    ctl_cmd_where },
+	{ DFS_CMD_CONFLICTS, "conflicts", 0, 0, DFS_FLAG_JSON,
+	    ctl_cmd_conflicts },
 };
 #define CTL_NCOMMANDS	(sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -372,12 +387,15 @@ static int
 ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 {
 	struct ctl_space	 sp[DFS_MAX_TIERS];
+	struct scan_progress	 scan;
 	struct timespec		 now;
 	char			 used[16], total[16];
-	unsigned long		 nodes = node_count();
+	unsigned long		 nodes = node_count(), nconflicts;
 	long			 up;
-	int			 i, wname = 4, wpath = 4;
+	int			 i, wname = 4, wpath = 4, haveconflicts;
 
+	scan_progress(&scan);
+	haveconflicts = index_conflict_count(&nconflicts) == 0;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	up = now.tv_sec - ctl_started.tv_sec;
 	for (i = 0; i < dfs.ntiers; i++)
@@ -390,7 +408,16 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		ctl_buf_json(b, dfs.mountpoint);
 		ctl_buf_printf(b, ",\"config\":");
 		ctl_buf_json(b, ctl_config_file);
-		ctl_buf_printf(b, ",\"nodes\":%lu,\"tiers\":[", nodes);
+		ctl_buf_printf(b, ",\"nodes\":%lu,\"index\":", nodes);
+		ctl_buf_json(b, dfs.index_path);
+		ctl_buf_printf(b, ",\"conflicts\":");
+		if (haveconflicts)
+			ctl_buf_printf(b, "%lu", nconflicts);
+		else
+			ctl_buf_printf(b, "null");
+		ctl_buf_printf(b, ",\"scan\":");
+		ctl_scan_json(b, &scan);
+		ctl_buf_printf(b, ",\"tiers\":[");
 		for (i = 0; i < dfs.ntiers; i++) {
 			ctl_buf_printf(b, "%s{\"name\":", i == 0 ? "" : ",");
 			ctl_buf_json(b, dfs.tiers[i].name);
@@ -420,7 +447,14 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 	ctl_buf_text(b, dfs.mountpoint != NULL ? dfs.mountpoint : "-", 0);
 	ctl_buf_printf(b, "\nconfig file  ");
 	ctl_buf_text(b, ctl_config_file != NULL ? ctl_config_file : "none", 0);
-	ctl_buf_printf(b, "\nnodes        %lu\n\n", nodes);
+	ctl_buf_printf(b, "\nnodes        %lu\nindex        ", nodes);
+	ctl_buf_text(b, dfs.index_path != NULL ? dfs.index_path : "none", 0);
+	ctl_buf_printf(b, "\nscan         ");
+	ctl_scan_line(b, &scan);
+	if (haveconflicts)
+		ctl_buf_printf(b, "\nconflicts    %lu%s", nconflicts,
+		    nconflicts != 0 ? " (dfsctl conflicts lists them)" : "");
+	ctl_buf_printf(b, "\n\n");
 
 	for (i = 0; i < dfs.ntiers; i++) {
 		if ((int)strlen(dfs.tiers[i].name) > wname)
@@ -563,6 +597,475 @@ ctl_cmd_stats(struct ctl_client *c, struct ctl_buf *b)
 	return (DFS_STATUS_OK);
 }
 
+/* --- the index: scans, where, conflicts --------------------------------- */
+
+/* A scan's state in one word, and its duration and rate, if known. */
+static const char *
+ctl_scan_state(const struct scan_progress *p, long *secs, long *rate)
+{
+	long	end;
+
+	end = p->running ? (long)time(NULL) : p->finished;
+	*secs = p->started != 0 && end >= p->started ? end - p->started : -1;
+	*rate = *secs > 0 ? (long)(p->files / *secs) : -1;
+	if (p->running)
+		return ("running");
+	if (p->started == 0)
+		return ("none");
+	if (p->error == EINTR)
+		return ("stopped");
+	if (p->error != 0)
+		return ("failed");
+	return ("complete");
+}
+
+static void
+ctl_time(char *buf, size_t len, long t)
+{
+	struct tm	tm;
+	time_t		tt = t;
+
+	if (t == 0 || localtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "-");
+}
+
+static void
+ctl_scan_json(struct ctl_buf *b, const struct scan_progress *p)
+{
+	const char	*state;
+	long		 secs, rate;
+
+	state = ctl_scan_state(p, &secs, &rate);
+	ctl_buf_printf(b, "{\"state\":\"%s\",\"running\":%s,\"indexed\":%s,"
+	    "\"started\":", state, p->running ? "true" : "false",
+	    p->complete ? "true" : "false");
+	if (p->started != 0)
+		ctl_buf_printf(b, "%ld", p->started);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"finished\":");
+	if (!p->running && p->finished != 0)
+		ctl_buf_printf(b, "%ld", p->finished);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"seconds\":");
+	if (secs >= 0)
+		ctl_buf_printf(b, "%ld", secs);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"dirs\":%lu,\"files\":%lu,\"conflicts\":%lu,"
+	    "\"rate\":", p->dirs, p->files, p->conflicts);
+	if (rate >= 0)
+		ctl_buf_printf(b, "%ld", rate);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"error\":");
+	ctl_buf_json(b, p->error != 0 && !p->running ? strerror(p->error) :
+	    NULL);
+	ctl_buf_putc(b, '}');
+}
+
+/* One line: "complete, 1000 files, 10 directories, ... in 3 s (...)". */
+static void
+ctl_scan_line(struct ctl_buf *b, const struct scan_progress *p)
+{
+	const char	*state;
+	long		 secs, rate;
+
+	state = ctl_scan_state(p, &secs, &rate);
+	if (p->started == 0) {
+		ctl_buf_printf(b, "none");
+		return;
+	}
+	if (strcmp(state, "failed") == 0)
+		ctl_buf_printf(b, "failed (%s)", strerror(p->error));
+	else
+		ctl_buf_printf(b, "%s", state);
+	ctl_buf_printf(b, ", %lu files, %lu directories, %lu conflicts",
+	    p->files, p->dirs, p->conflicts);
+	if (secs >= 0)
+		ctl_buf_printf(b, " in %ld s", secs);
+	if (rate >= 0)
+		ctl_buf_printf(b, " (%ld files/s)", rate);
+}
+
+static int
+ctl_cmd_scan(struct ctl_client *c, struct ctl_buf *b)
+{
+	int	rv;
+
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "scan: dfs has no index");
+		return (DFS_STATUS_FAILED);
+	}
+	if ((rv = scan_start()) == -EBUSY) {
+		ctl_buf_printf(b, "a scan is already running");
+		return (DFS_STATUS_FAILED);
+	}
+	if (rv != 0) {
+		ctl_buf_printf(b, "cannot start a scan: %s", strerror(-rv));
+		return (DFS_STATUS_FAILED);
+	}
+	log_info("scan requested by uid %ld (pid %ld)", (long)c->uid,
+	    (long)c->pid);
+	if (c->hdr.flags & DFS_FLAG_JSON)
+		ctl_buf_printf(b, "{\"started\":true}\n");
+	else
+		ctl_buf_printf(b, "scan started\n");
+	return (DFS_STATUS_OK);
+}
+
+static int
+ctl_cmd_scan_status(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct scan_progress	 p;
+	const char		*state;
+	char			 t1[32], t2[32];
+	long			 secs, rate;
+
+	scan_progress(&p);
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_scan_json(b, &p);
+		ctl_buf_putc(b, '\n');
+		return (DFS_STATUS_OK);
+	}
+	state = ctl_scan_state(&p, &secs, &rate);
+	ctl_time(t1, sizeof t1, p.started);
+	ctl_time(t2, sizeof t2, p.running ? 0 : p.finished);
+	ctl_buf_printf(b, "scan         %s", state);
+	if (strcmp(state, "failed") == 0)
+		ctl_buf_printf(b, ": %s", strerror(p.error));
+	ctl_buf_printf(b, "\nstarted      %s\nfinished     %s\n", t1, t2);
+	if (secs >= 0)
+		ctl_buf_printf(b, "seconds      %ld\n", secs);
+	ctl_buf_printf(b, "directories  %lu\nfiles        %lu\n"
+	    "conflicts    %lu\n", p.dirs, p.files, p.conflicts);
+	if (rate >= 0)
+		ctl_buf_printf(b, "rate         %ld files/s\n", rate);
+	ctl_buf_printf(b, "index        %s\n", p.complete ? "complete" :
+	    "incomplete (no full scan has completed)");
+	return (DFS_STATUS_OK);
+}
+
+/* The tiers of a row as names, "fast,slow" or a JSON array. */
+static void
+ctl_tier_names(struct ctl_buf *b, unsigned mask, int json)
+{
+	int	t, n = 0;
+
+	if (json)
+		ctl_buf_putc(b, '[');
+	for (t = 0; t < dfs.ntiers; t++) {
+		if (!(mask & (1u << t)))
+			continue;
+		if (n++ != 0)
+			ctl_buf_putc(b, ',');
+		if (json)
+			ctl_buf_json(b, dfs.tiers[t].name);
+		else
+			ctl_buf_text(b, dfs.tiers[t].name, 0);
+	}
+	if (json)
+		ctl_buf_putc(b, ']');
+	else if (n == 0)
+		ctl_buf_putc(b, '-');
+}
+
+static unsigned
+ctl_row_tiers(const struct irow *r)
+{
+	if (r->type == S_IFDIR && r->tiers != 0)
+		return (r->tiers);
+	return (r->tier >= 0 && r->tier < DFS_MAX_TIERS ? 1u << r->tier : 0);
+}
+
+static const char *
+ctl_type(unsigned type)
+{
+	switch (type) {
+	case S_IFDIR:
+		return ("directory");
+	case S_IFREG:
+		return ("file");
+	case S_IFLNK:
+		return ("symlink");
+	default:
+		return ("special");
+	}
+}
+
+/* The next component of a path at *pp, its length in *len; NULL at end. */
+static const char *
+ctl_component(const char **pp, size_t *len)
+{
+	const char	*s = *pp;
+
+	while (*s == '/')
+		s++;
+	if (*s == '\0') {
+		*pp = s;
+		return (NULL);
+	}
+	*len = strcspn(s, "/");
+	*pp = s + *len;
+	return (s);
+}
+
+/*
+ * The path below the mount point that path names: an absolute path must
+ * be the mount point or beneath it; a relative one is taken from the mount
+ * point.  NULL if it is outside.
+ */
+static const char *
+ctl_strip_mount(const char *path)
+{
+	const char	*m, *p = path, *mc, *pc;
+	size_t		 ml, pl;
+
+	if (*path != '/')
+		return (path);
+	m = dfs.mountpoint != NULL ? dfs.mountpoint : "/";
+	while ((mc = ctl_component(&m, &ml)) != NULL) {
+		if (ml == 1 && *mc == '.')
+			continue;
+		do {
+			pc = ctl_component(&p, &pl);
+		} while (pc != NULL && pl == 1 && *pc == '.');
+		if (pc == NULL || pl != ml || memcmp(pc, mc, ml) != 0)
+			return (NULL);
+	}
+	return (p);
+}
+
+/*
+ * Resolve rel from the root through the index, one component at a time.
+ * 0 and the row, or -errno.
+ */
+static int
+ctl_resolve(const char *rel, struct irow *r)
+{
+	fuse_ino_t	*stack = NULL, *ns;
+	size_t		 depth = 0, cap = 0, len;
+	const char	*comp;
+	char		 name[NAME_MAX + 1];
+	int		 rv;
+
+	if ((rv = index_get(FUSE_ROOT_ID, r)) != 0)
+		return (rv);
+	while ((comp = ctl_component(&rel, &len)) != NULL) {
+		if (len == 1 && *comp == '.')
+			continue;
+		if (r->type != S_IFDIR) {
+			rv = -ENOTDIR;
+			break;
+		}
+		if (len == 2 && comp[0] == '.' && comp[1] == '.') {
+			if (depth > 0)
+				rv = index_get(stack[--depth], r);
+			else
+				rv = index_get(FUSE_ROOT_ID, r);
+			if (rv != 0)
+				break;
+			continue;
+		}
+		if (len > NAME_MAX) {
+			rv = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, comp, len);
+		name[len] = '\0';
+		if (depth == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			if ((ns = realloc(stack, cap * sizeof *stack)) ==
+			    NULL) {
+				rv = -ENOMEM;
+				break;
+			}
+			stack = ns;
+		}
+		stack[depth++] = r->id;
+		if ((rv = index_lookup(r->id, name, r)) != 0)
+			break;
+	}
+	free(stack);
+	return (rv);
+}
+
+static int
+ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct irow	 r;
+	const char	*rel, *e;
+	char		*path;
+	int		 rv;
+
+	if (memchr(c->payload, '\0', c->hdr.length) != NULL) {
+		ctl_buf_printf(b, "where: the path contains a NUL byte");
+		return (DFS_STATUS_FAILED);
+	}
+	if ((path = strndup(c->payload, c->hdr.length)) == NULL) {
+		b->nomem = 1;
+		return (DFS_STATUS_FAILED);
+	}
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "where: dfs has no index");
+		rv = DFS_STATUS_FAILED;
+		goto out;
+	}
+	if ((rel = ctl_strip_mount(path)) == NULL) {
+		ctl_buf_text(b, path, 0);
+		ctl_buf_printf(b, ": not under the mount point ");
+		ctl_buf_text(b, dfs.mountpoint != NULL ? dfs.mountpoint : "/",
+		    0);
+		rv = DFS_STATUS_FAILED;
+		goto out;
+	}
+	if ((rv = ctl_resolve(rel, &r)) != 0) {
+		ctl_buf_text(b, path, 0);
+		if (rv == -ENOENT)
+			ctl_buf_printf(b, ": not in the index");
+		else {
+			e = strerror(-rv);
+			ctl_buf_printf(b, ": %c%s", tolower((unsigned char)*e),
+			    e + 1);
+		}
+		if (rv == -ENOENT && !index_is_scanned())
+			ctl_buf_printf(b, " (no full scan has completed yet)");
+		rv = DFS_STATUS_FAILED;
+		goto out;
+	}
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"path\":");
+		ctl_buf_json(b, path);
+		ctl_buf_printf(b, ",\"inode\":%llu,\"type\":\"%s\",\"tiers\":",
+		    (unsigned long long)r.id, ctl_type(r.type));
+		ctl_tier_names(b, ctl_row_tiers(&r), 1);
+		ctl_buf_printf(b, "}\n");
+	} else {
+		ctl_buf_text(b, path, 0);
+		ctl_buf_printf(b, "  ");
+		ctl_tier_names(b, ctl_row_tiers(&r), 0);
+		ctl_buf_putc(b, '\n');
+	}
+	rv = DFS_STATUS_OK;
+out:
+	free(path);
+	return (rv);
+}
+
+/*
+ * The path of name in directory parent as the mount shows it, walking
+ * the index up the parents; "?" stands for a part it cannot name.
+ */
+static void
+ctl_index_path(struct ctl_buf *b, fuse_ino_t parent, const char *name)
+{
+	char		**names = NULL, **nn;
+	char		  buf[NAME_MAX + 1];
+	fuse_ino_t	  id = parent, up;
+	size_t		  n = 0, cap = 0, i;
+	int		  unknown = 0;
+
+	while (id != FUSE_ROOT_ID) {
+		if (n == 4096 || index_name(id, &up, buf, sizeof buf) != 0) {
+			unknown = 1;
+			break;
+		}
+		if (n == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			if ((nn = realloc(names, cap * sizeof *names)) ==
+			    NULL) {
+				b->nomem = 1;
+				break;
+			}
+			names = nn;
+		}
+		if ((names[n] = strdup(buf)) == NULL) {
+			b->nomem = 1;
+			break;
+		}
+		n++;
+		id = up;
+	}
+	ctl_buf_printf(b, "%s", dfs.mountpoint != NULL &&
+	    strcmp(dfs.mountpoint, "/") != 0 ? dfs.mountpoint : "");
+	if (unknown)
+		ctl_buf_printf(b, "/?");
+	for (i = n; i > 0; i--) {
+		ctl_buf_printf(b, "/%s", names[i - 1]);
+		free(names[i - 1]);
+	}
+	free(names);
+	ctl_buf_printf(b, "/%s", name);
+}
+
+/* Room kept for the end of a conflicts reply that was cut short. */
+#define CTL_TAIL	4096
+
+static int
+ctl_cmd_conflicts(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct index_conflict	*v;
+	struct ctl_buf		 pb;
+	struct irow		 r;
+	size_t			 n, i;
+	int			 json = c->hdr.flags & DFS_FLAG_JSON, rv;
+
+	if ((rv = index_conflicts(&v, &n)) != 0) {
+		ctl_buf_printf(b, "conflicts: %s", rv == -ENXIO ?
+		    "dfs has no index" : strerror(-rv));
+		return (DFS_STATUS_FAILED);
+	}
+	memset(&pb, 0, sizeof pb);
+	if (json)
+		ctl_buf_printf(b, "{\"conflicts\":[");
+	for (i = 0; i < n && !b->nomem; i++) {
+		if (b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+			break;
+		pb.len = 0;
+		ctl_index_path(&pb, v[i].parent, v[i].name);
+		if (pb.nomem) {
+			b->nomem = 1;
+			break;
+		}
+		if (index_lookup(v[i].parent, v[i].name, &r) != 0)
+			memset(&r, 0, sizeof r);
+		if (json) {
+			ctl_buf_printf(b, "%s{\"path\":", i == 0 ? "" : ",");
+			ctl_buf_json(b, pb.s);
+			ctl_buf_printf(b, ",\"served\":");
+			if (r.id != 0)
+				ctl_tier_names(b, ctl_row_tiers(&r), 1);
+			else
+				ctl_buf_printf(b, "null");
+			ctl_buf_printf(b, ",\"shadowed\":");
+			ctl_tier_names(b, v[i].tiers, 1);
+			ctl_buf_putc(b, '}');
+		} else {
+			ctl_buf_text(b, pb.s, 0);
+			ctl_buf_printf(b, "  ");
+			if (r.id != 0)
+				ctl_tier_names(b, ctl_row_tiers(&r), 0);
+			else
+				ctl_buf_putc(b, '-');
+			ctl_buf_printf(b, "  shadowed on ");
+			ctl_tier_names(b, v[i].tiers, 0);
+			ctl_buf_putc(b, '\n');
+		}
+	}
+	if (json)
+		ctl_buf_printf(b, "],\"total\":%zu,\"truncated\":%s}\n", n,
+		    i < n ? "true" : "false");
+	else if (n == 0)
+		ctl_buf_printf(b, "no conflicts\n");
+	else if (i < n)
+		ctl_buf_printf(b, "... and %zu more\n", n - i);
+	free(pb.s);
+	index_conflicts_free(v, n);
+	return (DFS_STATUS_OK);
+}
+
 /* --- clients ------------------------------------------------------------ */
 
 /* The one place that says who may use the socket. */
@@ -675,10 +1178,16 @@ ctl_check(struct ctl_client *c)
 		    " not accepted", cmd->name, h->flags);
 		return (DFS_STATUS_BADFLAGS);
 	}
-	if (h->length != cmd->length) {
-		ctl_error(c, DFS_STATUS_BADLENGTH, "%s: request payload must be "
-		    "%" PRIu32 " bytes, not %" PRIu32, cmd->name, cmd->length,
-		    h->length);
+	if (h->length < cmd->minlen || h->length > cmd->maxlen) {
+		if (cmd->minlen == cmd->maxlen)
+			ctl_error(c, DFS_STATUS_BADLENGTH, "%s: request payload "
+			    "must be %" PRIu32 " bytes, not %" PRIu32,
+			    cmd->name, cmd->minlen, h->length);
+		else
+			ctl_error(c, DFS_STATUS_BADLENGTH, "%s: request payload "
+			    "must be %" PRIu32 " to %" PRIu32 " bytes, not %"
+			    PRIu32, cmd->name, cmd->minlen, cmd->maxlen,
+			    h->length);
 		return (DFS_STATUS_BADLENGTH);
 	}
 	if (!ctl_peer_allowed(c->uid)) {
@@ -969,7 +1478,8 @@ ctl_check_table(char **cause)
 		if (ctl_commands[i].code != i ||
 		    ctl_commands[i].name == NULL ||
 		    ctl_commands[i].handler == NULL ||
-		    ctl_commands[i].length > DFS_PROTO_MAX_PAYLOAD ||
+		    ctl_commands[i].minlen > ctl_commands[i].maxlen ||
+		    ctl_commands[i].maxlen > DFS_PROTO_MAX_PAYLOAD ||
 		    (ctl_commands[i].flags & ~(DFS_FLAG_JSON |
 		    DFS_FLAG_PROMETHEUS)) != 0) {
 			asprintf(cause, "control socket: command table entry "

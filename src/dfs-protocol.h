@@ -15,6 +15,13 @@
  *	DFS_CMD_STATUS, DFS_CMD_RELOAD, DFS_CMD_STATS, all with an empty
  *	request payload;
  *	flags DFS_FLAG_JSON (all commands), DFS_FLAG_PROMETHEUS (stats).
+ *   version 1, after dfs 0.1.0 (new commands; the header is unchanged)
+ *	DFS_CMD_SCAN and DFS_CMD_SCAN_STATUS, empty request payload;
+ *	DFS_CMD_WHERE, the payload one path (1 byte to the maximum, no
+ *	NUL), answered DFS_STATUS_FAILED with one line if it is not in
+ *	the index; DFS_CMD_CONFLICTS, empty request payload;
+ *	all take DFS_FLAG_JSON.  The status reply gained lines (text) and
+ *	the keys "index", "conflicts" and "scan" (JSON).
  *
  * An exchange: the client sends a header with type DFS_TYPE_REQUEST,
  * status 0 and `length` payload bytes; the server answers with a header of
@@ -32,6 +39,7 @@
  *	command number					DFS_STATUS_BADCOMMAND
  *	flags the command does not take			DFS_STATUS_BADFLAGS
  *	length not what the command expects		DFS_STATUS_BADLENGTH
+ *	(a fixed length, or a range: DFS_CMD_WHERE)
  *	peer not allowed				DFS_STATUS_DENIED
  */
 #ifndef DFS_PROTOCOL_H
@@ -66,7 +74,11 @@ _Static_assert(sizeof (struct dfs_proto_hdr) == 32,
 #define DFS_CMD_STATUS		1	/* version, uptime, tiers */
 #define DFS_CMD_RELOAD		2	/* re-read the configuration */
 #define DFS_CMD_STATS		3	/* per-tier backing call counters */
-#define DFS_CMD_MAX		3	/* highest code this version knows */
+#define DFS_CMD_SCAN		4	/* start a full scan of the tiers */
+#define DFS_CMD_SCAN_STATUS	5	/* the running or last scan */
+#define DFS_CMD_WHERE		6	/* the tiers holding one path */
+#define DFS_CMD_CONFLICTS	7	/* names with shadowed copies */
+#define DFS_CMD_MAX		7	/* highest code this version knows */
 
 /* Request flags: the output form.  Neither: text for people. */
 #define DFS_FLAG_JSON		0x1U	/* one JSON object */

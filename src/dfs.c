@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,6 +52,30 @@ dfs_add_opt(char **opts, const char *opt)
 
 static char	*dfs_ctl_path;		/* -o ctl=, or the config's socket */
 
+/*
+ * Options an fstab line may carry through mount(8) and mount.fuse3 that
+ * mean nothing to a FUSE mount, and that libfuse would refuse.
+ */
+static int
+dfs_ignored_opt(const char *opt)
+{
+	static const char *const ignored[] = {
+		"defaults", "auto", "noauto", "nofail", "_netdev", "user",
+		"nouser", "users", "owner", "group", "relatime", "norelatime",
+		"strictatime", "nostrictatime", "lazytime", "nolazytime",
+		"diratime", "nodiratime", "iversion", "noiversion", "silent",
+		"loud", NULL
+	};
+	int	i;
+
+	if (strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0)
+		return (1);
+	for (i = 0; ignored[i] != NULL; i++)
+		if (strcmp(opt, ignored[i]) == 0)
+			return (1);
+	return (0);
+}
+
 /* dfs's own -o options are taken here; the rest go to libfuse. */
 static int
 dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
@@ -87,6 +112,8 @@ dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
 				dfs.entry_timeout = d;
 			continue;
 		}
+		if (dfs_ignored_opt(opt))
+			continue;
 		if (dfs_add_opt(fuse_opts, opt) != 0)
 			return (-1);
 	}
@@ -242,6 +269,7 @@ dfs_reload(char **cause)
 		return (-1);
 	}
 	dfs_conf = conf;
+	migrate_configure(conf);
 	log_set_level(conf->log_level);
 	pthread_mutex_unlock(&dfs_conf_mtx);
 	config_free(old);
@@ -338,6 +366,32 @@ dfs_apply_config(struct dfs_config *conf, const char **mnt, char **fuse_opts)
 	}
 }
 
+/*
+ * A dfs that died (kill -9, a crash) leaves its mount behind, answering
+ * ENOTCONN: a restart (systemd's Restart=on-failure) detaches it first.
+ */
+static void
+dfs_detach_stale(const char *mnt)
+{
+	if (umount2(mnt, MNT_DETACH) == 0)
+		fprintf(stderr, "dfs: %s: detached the mount of a dfs that "
+		    "is gone\n", mnt);
+}
+
+/* PATH made absolute against the working directory, symlinks kept. */
+static char *
+dfs_absolute(const char *path)
+{
+	char	*cwd, *abs;
+
+	if ((cwd = getcwd(NULL, 0)) == NULL)
+		return (NULL);
+	if (asprintf(&abs, "%s/%s", cwd, path) == -1)
+		abs = NULL;
+	free(cwd);
+	return (abs);
+}
+
 /* "fast:archive" as fstab's source field gives the tiers. */
 static void
 dfs_split_tiers(const char *src)
@@ -365,7 +419,7 @@ main(int argc, char **argv)
 	struct stat		 st;
 	pthread_t		 sigthread;
 	sigset_t		 set;
-	char			*fuse_opts = NULL, *cause = NULL;
+	char			*fuse_opts = NULL, *cause = NULL, *p;
 	const char		*mnt = NULL, *conf_path = NULL;
 	int			 ch, foreground = 0, check = 0, report = -1;
 	int			 rv, i, nfd;
@@ -434,6 +488,17 @@ main(int argc, char **argv)
 			fprintf(stderr, "dfs: %s\n", cause);
 			exit(2);
 		}
+		/*
+		 * Absolute: the daemon reloads it after its chdir("/").  The
+		 * control thread keeps conf_path; dfs_conf is freed on reload.
+		 */
+		if (*conf_path != '/') {
+			free(dfs_conf->file);
+			if ((p = dfs_absolute(conf_path)) == NULL ||
+			    (dfs_conf->file = strdup(p)) == NULL)
+				fatalx("out of memory");
+			conf_path = p;
+		}
 		dfs_apply_config(dfs_conf, &mnt, &fuse_opts);
 	} else if (argc == 2) {
 		mnt = argv[1];
@@ -447,10 +512,15 @@ main(int argc, char **argv)
 			}
 		}
 	}
-	if (stat(mnt, &st) == -1 || !S_ISDIR(st.st_mode)) {
+	if (stat(mnt, &st) == -1 && errno == ENOTCONN && !check)
+		dfs_detach_stale(mnt);
+	if (stat(mnt, &st) == -1) {
 		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
-		    errno != 0 && !S_ISDIR(st.st_mode) ? strerror(errno) :
-		    "not a directory");
+		    strerror(errno));
+		exit(2);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "dfs: mount point %s: not a directory\n", mnt);
 		exit(2);
 	}
 	if (tier_check_layout(mnt, &cause) != 0) {
@@ -462,7 +532,12 @@ main(int argc, char **argv)
 		    "command line");
 		exit(0);
 	}
-	dfs.mountpoint = strdup(mnt);
+	/* Absolute: the daemon unmounts after its chdir("/"). */
+	if ((dfs.mountpoint = realpath(mnt, NULL)) == NULL) {
+		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
+		    strerror(errno));
+		exit(2);
+	}
 	mnt = dfs.mountpoint;
 	if (dfs.index_path == NULL &&
 	    (dfs.index_path = dfs_default_index(mnt)) == NULL) {
@@ -488,6 +563,10 @@ main(int argc, char **argv)
 		dfs_fail(report, "node table: %s", strerror(-rv));
 	if (index_open(dfs.index_path, &cause) < 0)
 		dfs_fail(report, "%s", cause);
+	if ((rv = migrate_recover()) != 0)
+		dfs_fail(report, "recovery of interrupted migrations: %s",
+		    strerror(-rv));
+	migrate_configure(dfs_conf);
 	if (fuse_opt_add_arg(&args, "dfs") != 0 ||
 	    fuse_opt_add_arg(&args, "-o") != 0 ||
 	    fuse_opt_add_arg(&args, fuse_opts) != 0 ||
@@ -506,14 +585,24 @@ main(int argc, char **argv)
 			dfs_fail(report, "out of memory");
 	}
 	ctl_reload_hook = dfs_reload;
+	/* Absolute: the daemon removes the socket after its chdir("/"). */
+	if (dfs_ctl_path != NULL && *dfs_ctl_path != '/') {
+		if ((p = dfs_absolute(dfs_ctl_path)) == NULL)
+			dfs_fail(report, "out of memory");
+		free(dfs_ctl_path);
+		dfs_ctl_path = p;
+	}
 	if (dfs_ctl_path != NULL && ctl_start(dfs_ctl_path, &cause) != 0)
 		dfs_fail(report, "%s", cause);
 	if (fuse_session_mount(se, mnt) != 0)
 		dfs_fail(report, "cannot mount on %s", mnt);
 	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
 	    dfs.index_path);
+	dfs.se = se;
 	if ((rv = scan_start()) != 0)
 		dfs_fail(report, "scan: %s", strerror(-rv));
+	if ((rv = migrate_start()) != 0)
+		dfs_fail(report, "migration worker: %s", strerror(-rv));
 	if ((rv = pthread_create(&sigthread, NULL, dfs_signal_main, NULL)) != 0)
 		dfs_fail(report, "signal thread: %s", strerror(rv));
 
@@ -539,8 +628,15 @@ main(int argc, char **argv)
 		rv = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
+	/* Positive: the signal (SIGTERM, SIGINT) that ended the loop. */
+	if (rv > 0) {
+		log_info("%s: unmounting", strsignal(rv));
+		rv = 0;
+	}
+	dfs_notify("STOPPING=1");
 	ctl_stop();
 	fuse_session_unmount(se);
+	migrate_shutdown();
 	scan_shutdown();
 	index_close(rv == 0);
 	fuse_remove_signal_handlers(se);

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 #include <fuse_lowlevel.h>
 
 #define DFS_MAX_TIERS	16
@@ -52,6 +53,7 @@ struct dfs {
 	int		 ntiers;
 	char		*mountpoint;
 	char		*index_path;
+	struct fuse_session *se;
 	double		 attr_timeout;
 	double		 entry_timeout;
 	int		 debug;
@@ -92,6 +94,8 @@ struct node {
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
 	int		 partial;	/* dir: the index may lack entries */
+	atomic_int	 busy;		/* ops reaching the file by name */
+	atomic_int	 moving;	/* a migration is switching its tier */
 	struct handle	*handles;	/* open files, for a node with no name left */
 };
 
@@ -115,6 +119,75 @@ struct irow {
 	int64_t		 size;
 	int64_t		 mtime;		/* ns */
 	int		 partial;	/* dir: entries may be missing */
+	int		 pin;
+	int64_t		 moved_at;	/* ns; 0 never */
+	int64_t		 atime_seen;	/* ns; last access through dfs */
+	int64_t		 ctime;		/* ns */
+};
+
+/* A move in progress, as the journal records it. */
+#define JOURNAL_COPYING		1
+#define JOURNAL_SWITCHED	2
+struct jrow {
+	fuse_ino_t	 id;
+	int		 src;
+	int		 dst;
+	fuse_ino_t	 parent;
+	char		 name[NAME_MAX + 1];
+	char		 tmp[64];
+	uint64_t	 ino;		/* the source's identity */
+	int64_t		 size;
+	int64_t		 mtime;
+	int64_t		 ctime;
+	int		 state;
+};
+
+/* Why a migration left a file where it is. */
+enum {
+	MIG_SKIP_CHANGED = 1,
+	MIG_SKIP_WRITERS,
+	MIG_SKIP_PINNED,
+	MIG_SKIP_CONFLICT,
+	MIG_SKIP_LINKS,
+	MIG_SKIP_RESIDENCY,
+	MIG_SKIP_EXCLUDED,
+	MIG_SKIP_LIMIT,
+	MIG_SKIP_MAX
+};
+
+/* One migration run, for dfsctl status. */
+struct mig_run {
+	unsigned long	 seq;
+	time_t		 started;
+	double		 seconds;
+	char		 trigger[16];	/* request, interval, watermark */
+	unsigned long	 files;
+	uint64_t	 bytes;
+	unsigned long	 skipped[MIG_SKIP_MAX];
+	unsigned long	 errors;
+	char		 last_error[PATH_MAX + 128];
+};
+
+#define MIG_RUNS	8
+struct mig_status {
+	int		 running;
+	unsigned long	 seq;		/* of the last finished run */
+	struct mig_run	 current;
+	struct mig_run	 runs[MIG_RUNS];	/* newest first */
+	size_t		 nruns;
+};
+
+/* A file a run would move, or leaves where it is (skip >= 0). */
+struct mig_item {
+	fuse_ino_t	 id;
+	char		 path[PATH_MAX];
+	char		 policy[64];
+	char		 why[256];
+	int		 from;
+	int		 to;
+	off_t		 size;
+	int64_t		 age;		/* seconds since mtime */
+	int		 skip;
 };
 
 struct scan_progress {
@@ -212,6 +285,16 @@ int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
 int	index_add_tier(fuse_ino_t, int);
 int	index_set_stat(fuse_ino_t, const struct stat *);
 int	index_list(fuse_ino_t, struct dirlist *);
+int	index_candidates(int, int, int64_t, size_t, struct irow **,
+	    size_t *);
+int	index_path(fuse_ino_t, char *, size_t);
+int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
+int	index_journal_add(const struct jrow *);
+int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);
+int	index_journal_del(fuse_ino_t);
+int	index_journal(struct jrow **, size_t *);
+int	index_set_pin(fuse_ino_t, int);
+int	index_access(fuse_ino_t, int64_t);
 int	index_scan_begin(unsigned, char **);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
 	    const struct stat *, fuse_ino_t *);
@@ -219,9 +302,30 @@ int	index_scan_conflict(fuse_ino_t, const char *, int);
 int	index_scan_end(int);
 
 /* scan.c */
+void	scan_hold(void);
+void	scan_release(void);
 int	scan_start(void);
 void	scan_shutdown(void);
 void	scan_progress(struct scan_progress *);
+
+/* policy.c */
+struct dfs_config;
+int	policy_match(const struct dfs_config *, const char *,
+	    const struct stat *, const struct irow *, int, int64_t, char *,
+	    size_t);
+
+/* migrate.c */
+const char *migrate_skip_name(int);
+int	migrate_recover(void);
+struct dfs_config *migrate_configure(struct dfs_config *);
+int	migrate_start(void);
+void	migrate_shutdown(void);
+unsigned long migrate_kick(const char *const *, size_t);
+void	migrate_status(struct mig_status *);
+void	migrate_plan(const char *const *, size_t,
+	    void (*)(void *, const struct mig_item *), void *);
+int	migrate_explain(const char *, char *, size_t);
+int	migrate_pin(const char *, int);
 
 /* node.c */
 int	node_init(void);
@@ -237,6 +341,10 @@ struct node *node_enter(struct node *, const char *, const struct probe *);
 struct node *node_find(struct node *, const char *);
 struct node *node_self(struct node *, int);
 void	node_scanned(void);
+void	node_busy_enter(struct node *);
+void	node_busy_leave(struct node *);
+void	node_move_begin(struct node *);
+void	node_move_end(struct node *, int, dev_t, ino_t);
 void	node_handle_add(struct node *, struct handle *);
 void	node_handle_del(struct node *, struct handle *);
 int	node_open_fd(struct node *, int *);
@@ -423,5 +531,17 @@ extern const char *ctl_config_file;		/* for status; may be NULL */
 extern int	(*ctl_reload_hook)(char **);	/* 0, or -1 and a cause */
 int	ctl_start(const char *, char **);
 void	ctl_stop(void);
+
+/* index.c: dfsctl queries */
+struct index_conflict {
+	fuse_ino_t	 parent;
+	char		*name;
+	unsigned	 tiers;		/* tiers holding shadowed copies */
+};
+
+int	index_is_open(void);
+int	index_conflict_count(unsigned long *);
+int	index_conflicts(struct index_conflict **, size_t *);
+void	index_conflicts_free(struct index_conflict *, size_t);
 
 #endif /* DFS_H */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dfs.h"
@@ -34,10 +35,17 @@
 
 #define DFSCTL_TIMEOUT	60	/* seconds to wait for a reply */
 
+#define DFSCTL_POLL_MS	100	/* scan --wait: between progress requests */
+
 struct dfsctl {
 	const char	*socket;
 	uint32_t	 flags;		/* DFS_FLAG_* */
+	int		 opts;		/* DFSCTL_OPT_* given */
 };
+
+/* Options of one command only. */
+#define DFSCTL_OPT_WAIT		0x1
+#define DFSCTL_OPT_STATUS	0x2
 
 struct dfsctl_cmd {
 	const char	*name;
@@ -48,18 +56,32 @@ struct dfsctl_cmd {
 			    int, char **);
 	uint16_t	 code;
 	uint32_t	 flags;		/* flags it takes */
+	int		 opts;		/* DFSCTL_OPT_* it takes */
 };
 
 static int	dfsctl_simple(struct dfsctl *, const struct dfsctl_cmd *, int,
 		    char **);
+static int	dfsctl_scan(struct dfsctl *, const struct dfsctl_cmd *, int,
+		    char **);
+static int	dfsctl_where(struct dfsctl *, const struct dfsctl_cmd *, int,
+		    char **);
 
 static const struct dfsctl_cmd dfsctl_cmds[] = {
-	{ "status", NULL, "", "version, uptime, mount point and tiers",
-	    dfsctl_simple, DFS_CMD_STATUS, DFS_FLAG_JSON },
+	{ "status", NULL, "", "version, uptime, mount point, scan and tiers",
+	    dfsctl_simple, DFS_CMD_STATUS, DFS_FLAG_JSON, 0 },
 	{ "reload", NULL, "", "re-read the configuration file",
-	    dfsctl_simple, DFS_CMD_RELOAD, DFS_FLAG_JSON },
+	    dfsctl_simple, DFS_CMD_RELOAD, DFS_FLAG_JSON, 0 },
 	{ "stats", NULL, "[--prometheus]", "backing calls per tier",
-	    dfsctl_simple, DFS_CMD_STATS, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS },
+	    dfsctl_simple, DFS_CMD_STATS, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS,
+	    0 },
+	{ "scan", NULL, "[--status] [--wait]",
+	    "rescan the tiers; the scan's progress",
+	    dfsctl_scan, DFS_CMD_SCAN, DFS_FLAG_JSON,
+	    DFSCTL_OPT_WAIT | DFSCTL_OPT_STATUS },
+	{ "where", NULL, "path ...", "the tiers holding each path",
+	    dfsctl_where, DFS_CMD_WHERE, DFS_FLAG_JSON, 0 },
+	{ "conflicts", NULL, "", "names with shadowed copies on slower tiers",
+	    dfsctl_simple, DFS_CMD_CONFLICTS, DFS_FLAG_JSON, 0 },
 };
 #define DFSCTL_NCMDS	(sizeof dfsctl_cmds / sizeof dfsctl_cmds[0])
 
@@ -76,7 +98,7 @@ dfsctl_usage(FILE *f)
 		cmd = &dfsctl_cmds[i];
 		snprintf(buf, sizeof buf, "%s%s%s", cmd->name,
 		    *cmd->usage != '\0' ? " " : "", cmd->usage);
-		fprintf(f, "  %-24s%s\n", buf, cmd->help);
+		fprintf(f, "  %-28s%s\n", buf, cmd->help);
 	}
 }
 
@@ -220,25 +242,25 @@ dfsctl_write(int fd, const void *buf, size_t len)
 }
 
 /*
- * Send one request with an empty payload and print the reply: the text to
- * stdout on success, else the daemon's reason to stderr.  Returns the exit
- * status.
+ * One request and its reply on fd.  Returns 0 with the reply's status and
+ * text (NUL-terminated, malloc'd), or 1 after saying why on stderr.
  */
 static int
-dfsctl_request(struct dfsctl *ctl, uint16_t code)
+dfsctl_exchange(struct dfsctl *ctl, int fd, uint16_t code, uint32_t flags,
+    const void *payload, size_t len, uint32_t *status, char **textp)
 {
 	struct dfs_proto_hdr	 h;
 	char			*text;
-	int			 fd;
 
-	fd = dfsctl_connect(ctl->socket);
 	memset(&h, 0, sizeof h);
 	h.magic = DFS_PROTO_MAGIC;
 	h.version = DFS_PROTO_VERSION;
 	h.type = DFS_TYPE_REQUEST;
 	h.command = code;
-	h.flags = ctl->flags;
-	if (dfsctl_write(fd, &h, sizeof h) == -1) {
+	h.flags = flags;
+	h.length = len;
+	if (dfsctl_write(fd, &h, sizeof h) == -1 ||
+	    (len != 0 && dfsctl_write(fd, payload, len) == -1)) {
 		fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket,
 		    dfsctl_strerror(errno));
 		return (1);
@@ -264,23 +286,53 @@ dfsctl_request(struct dfsctl *ctl, uint16_t code)
 		free(text);
 		return (1);
 	}
-	close(fd);
 	text[h.length] = '\0';
-	if (h.status != DFS_STATUS_OK) {
-		while (h.length > 0 && text[h.length - 1] == '\n')
-			text[--h.length] = '\0';
-		fprintf(stderr, "dfsctl: %s\n", h.length != 0 ? text :
+	*status = h.status;
+	*textp = text;
+	return (0);
+}
+
+/* Print a reply: the text to stdout, or the reason to stderr.  0 or 1. */
+static int
+dfsctl_print(uint32_t status, char *text)
+{
+	size_t	len = strlen(text);
+
+	if (status != DFS_STATUS_OK) {
+		while (len > 0 && text[len - 1] == '\n')
+			text[--len] = '\0';
+		fprintf(stderr, "dfsctl: %s\n", len != 0 ? text :
 		    "request failed");
-		free(text);
 		return (1);
 	}
-	fwrite(text, 1, h.length, stdout);
-	free(text);
+	fwrite(text, 1, len, stdout);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "dfsctl: stdout: %s\n", strerror(errno));
 		return (1);
 	}
 	return (0);
+}
+
+/*
+ * Send one request with an empty payload and print the reply: the text to
+ * stdout on success, else the daemon's reason to stderr.  Returns the exit
+ * status.
+ */
+static int
+dfsctl_request(struct dfsctl *ctl, uint16_t code)
+{
+	uint32_t	 status;
+	char		*text;
+	int		 fd, rv;
+
+	fd = dfsctl_connect(ctl->socket);
+	if (dfsctl_exchange(ctl, fd, code, ctl->flags, NULL, 0, &status,
+	    &text) != 0)
+		return (1);
+	close(fd);
+	rv = dfsctl_print(status, text);
+	free(text);
+	return (rv);
 }
 
 static int
@@ -290,6 +342,142 @@ dfsctl_simple(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 	if (argc > 1)
 		dfsctl_bad("%s: unexpected argument: %s", cmd->name, argv[1]);
 	return (dfsctl_request(ctl, cmd->code));
+}
+
+/* The number after "key": in a flat JSON object the daemon rendered. */
+static unsigned long
+dfsctl_json_num(const char *json, const char *key)
+{
+	char		 pat[64];
+	const char	*p;
+
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	if ((p = strstr(json, pat)) == NULL)
+		return (0);
+	p += strlen(pat);
+	if (strncmp(p, "true", 4) == 0)
+		return (1);
+	return (strtoul(p, NULL, 10));
+}
+
+static double
+dfsctl_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+/*
+ * scan: start one; --status: show the running or last one; --wait: follow
+ * it until it ends (a line of progress on a terminal), then show it.
+ */
+static int
+dfsctl_scan(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
+    char **argv)
+{
+	struct timespec	 pause = { 0, DFSCTL_POLL_MS * 1000000L };
+	uint32_t	 status;
+	unsigned long	 files, last_files = 0;
+	double		 now, last = 0, rate = 0;
+	char		*text;
+	int		 fd, tty, shown = 0, ok, rv;
+
+	if (argc > 1)
+		dfsctl_bad("%s: unexpected argument: %s", cmd->name, argv[1]);
+	if (!(ctl->opts & DFSCTL_OPT_WAIT))
+		return (dfsctl_request(ctl, (ctl->opts & DFSCTL_OPT_STATUS) ?
+		    DFS_CMD_SCAN_STATUS : DFS_CMD_SCAN));
+
+	fd = dfsctl_connect(ctl->socket);
+	if (!(ctl->opts & DFSCTL_OPT_STATUS)) {
+		if (dfsctl_exchange(ctl, fd, DFS_CMD_SCAN, 0, NULL, 0, &status,
+		    &text) != 0)
+			return (1);
+		if (status != DFS_STATUS_OK)
+			return (dfsctl_print(status, text));
+		free(text);
+	}
+	tty = !(ctl->flags & DFS_FLAG_JSON) && isatty(STDOUT_FILENO);
+	for (;;) {
+		if (dfsctl_exchange(ctl, fd, DFS_CMD_SCAN_STATUS,
+		    DFS_FLAG_JSON, NULL, 0, &status, &text) != 0)
+			return (1);
+		if (status != DFS_STATUS_OK)
+			return (dfsctl_print(status, text));
+		if (!dfsctl_json_num(text, "running")) {
+			ok = strstr(text, "\"state\":\"complete\"") != NULL;
+			free(text);
+			break;
+		}
+		if (tty) {
+			files = dfsctl_json_num(text, "files");
+			now = dfsctl_now();
+			if (last != 0 && now - last >= 0.5) {
+				rate = (files - last_files) / (now - last);
+				last = now;
+				last_files = files;
+			} else if (last == 0) {
+				last = now;
+				last_files = files;
+			}
+			printf("\r\033[Kscanning: %lu directories, %lu files, "
+			    "%lu conflicts", dfsctl_json_num(text, "dirs"),
+			    files, dfsctl_json_num(text, "conflicts"));
+			if (rate > 0)
+				printf(", %.0f files/s", rate);
+			fflush(stdout);
+			shown = 1;
+		}
+		free(text);
+		nanosleep(&pause, NULL);
+	}
+	if (shown)
+		printf("\r\033[K");
+	if (dfsctl_exchange(ctl, fd, DFS_CMD_SCAN_STATUS, ctl->flags, NULL, 0,
+	    &status, &text) != 0)
+		return (1);
+	close(fd);
+	rv = dfsctl_print(status, text);
+	free(text);
+	/* A scan that failed or was stopped is a failure of the command. */
+	return (rv != 0 || !ok ? 1 : 0);
+}
+
+/* where: one request per path on one connection. */
+static int
+dfsctl_where(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
+    char **argv)
+{
+	uint32_t	 status;
+	size_t		 len;
+	char		*text;
+	int		 fd, i, rv = 0;
+
+	if (argc < 2)
+		dfsctl_bad("%s: no path given", cmd->name);
+	fd = dfsctl_connect(ctl->socket);
+	for (i = 1; i < argc; i++) {
+		len = strlen(argv[i]);
+		if (len == 0 || len > DFS_PROTO_MAX_PAYLOAD) {
+			fprintf(stderr, "dfsctl: %s: %s\n", argv[i], len == 0 ?
+			    "empty path" : "path too long");
+			rv = 1;
+			continue;
+		}
+		if (dfsctl_exchange(ctl, fd, cmd->code, ctl->flags, argv[i],
+		    len, &status, &text) != 0)
+			return (1);
+		if (dfsctl_print(status, text) != 0)
+			rv = 1;
+		free(text);
+		/* Only a failure of the command leaves the connection open. */
+		if (status != DFS_STATUS_OK && status != DFS_STATUS_FAILED)
+			return (1);
+	}
+	close(fd);
+	return (rv);
 }
 
 /* The socket of the mount a config file describes. */
@@ -314,18 +502,24 @@ dfsctl_socket_from(const char *file, int status)
 static const struct option dfsctl_longopts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "prometheus", no_argument, NULL, 'p' },
+	{ "status", no_argument, NULL, 'S' },
+	{ "wait", no_argument, NULL, 'w' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
 
-/* Options, up to the first argument that is not one. */
+/*
+ * Options: before the command, up to the first argument that is not one;
+ * after it, anywhere among its arguments (-- ends them).
+ */
 static void
-dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file)
+dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file,
+    int anywhere)
 {
 	int	ch;
 
-	while ((ch = getopt_long(argc, argv, "+c:hs:", dfsctl_longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, anywhere ? "c:hs:" : "+c:hs:",
+	    dfsctl_longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			*file = optarg;
@@ -342,6 +536,12 @@ dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file)
 		case 's':
 			ctl->socket = optarg;
 			break;
+		case 'S':
+			ctl->opts |= DFSCTL_OPT_STATUS;
+			break;
+		case 'w':
+			ctl->opts |= DFSCTL_OPT_WAIT;
+			break;
 		default:
 			dfsctl_bad(NULL);
 		}
@@ -356,7 +556,7 @@ main(int argc, char **argv)
 	const char		*file = NULL;
 
 	memset(&ctl, 0, sizeof ctl);
-	dfsctl_options(argc, argv, &ctl, &file);
+	dfsctl_options(argc, argv, &ctl, &file, 0);
 	argc -= optind;
 	argv += optind;
 	if (argc == 0)
@@ -365,7 +565,7 @@ main(int argc, char **argv)
 
 	/* Options may follow the command too: dfsctl stats --prometheus. */
 	optind = 0;
-	dfsctl_options(argc, argv, &ctl, &file);
+	dfsctl_options(argc, argv, &ctl, &file, 1);
 	argv[optind - 1] = argv[0];
 	argc -= optind - 1;
 	argv += optind - 1;
@@ -374,6 +574,10 @@ main(int argc, char **argv)
 		dfsctl_bad("--json and --prometheus exclude each other");
 	if ((ctl.flags & ~cmd->flags) != 0)
 		dfsctl_bad("%s: --prometheus is for stats only", cmd->name);
+	if ((ctl.opts & ~cmd->opts) != 0)
+		dfsctl_bad("%s: --%s is for scan only", cmd->name,
+		    (ctl.opts & ~cmd->opts & DFSCTL_OPT_WAIT) ? "wait" :
+		    "status");
 
 	if (ctl.socket == NULL) {
 		if (file != NULL)

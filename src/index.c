@@ -19,7 +19,7 @@
 
 #include "dfs.h"
 
-#define INDEX_VERSION	2
+#define INDEX_VERSION	3
 
 enum {
 	Q_LOOKUP,
@@ -45,10 +45,12 @@ enum {
 
 static const char *index_sql[Q_LAST] = {
 	[Q_LOOKUP] = "SELECT i.id, i.type, i.tier, i.tiers, i.dev, i.ino, "
-	    "i.size, i.mtime, i.partial FROM dentry d "
+	    "i.size, i.mtime, i.partial, i.pin, i.moved_at, i.atime_seen, "
+	    "i.ctime FROM dentry d "
 	    "JOIN inode i ON i.id = d.inode "
 	    "WHERE d.parent = ?1 AND d.name = ?2",
-	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime, partial "
+	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime, partial, "
+	    "pin, moved_at, atime_seen, ctime "
 	    "FROM inode WHERE id = ?1",
 	[Q_NAME] = "SELECT parent, name FROM dentry WHERE inode = ?1 LIMIT 1",
 	[Q_INS_INODE] = "INSERT INTO inode (type, tier, tiers, dev, ino, "
@@ -99,7 +101,14 @@ static const char index_schema[] =
     "  pin INTEGER DEFAULT 0,"
     "  gen INTEGER DEFAULT 0,"
     /* dir: found outside a scan, so its entries may be missing */
-    "  partial INTEGER DEFAULT 0);"
+    "  partial INTEGER DEFAULT 0,"
+    "  moved_at INTEGER DEFAULT 0);"	/* last migration, ns */
+    /* Moves in progress: what recovery finishes or undoes. */
+    "CREATE TABLE IF NOT EXISTS journal ("
+    "  inode INTEGER PRIMARY KEY, src INTEGER NOT NULL, dst INTEGER NOT NULL,"
+    "  parent INTEGER NOT NULL, name TEXT NOT NULL, tmp TEXT NOT NULL,"
+    "  ino INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER,"
+    "  state INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS dentry ("
     "  parent INTEGER NOT NULL, name TEXT NOT NULL, inode INTEGER NOT NULL,"
     "  gen INTEGER DEFAULT 0, PRIMARY KEY (parent, name)) WITHOUT ROWID;"
@@ -118,14 +127,14 @@ struct index_conn {
 
 static struct index_conn	 index_main;
 static pthread_mutex_t		 index_mtx = PTHREAD_MUTEX_INITIALIZER;
-static char			*index_path;
+static char			*index_file;
 static atomic_int		 index_scanned;	/* a full scan has completed */
 static atomic_long		 index_gen;	/* the current scan generation */
 
 static int
 index_err(sqlite3 *db, const char *what)
 {
-	log_error("index %s: %s: %s", index_path, what, sqlite3_errmsg(db));
+	log_error("index %s: %s: %s", index_file, what, sqlite3_errmsg(db));
 	switch (sqlite3_errcode(db)) {
 	case SQLITE_FULL:
 		return (-ENOSPC);
@@ -143,9 +152,9 @@ index_conn_open(struct index_conn *c, char **cause)
 {
 	int	i;
 
-	if (sqlite3_open_v2(index_path, &c->db, SQLITE_OPEN_READWRITE |
+	if (sqlite3_open_v2(index_file, &c->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		asprintf(cause, "index %s: %s", index_path,
+		asprintf(cause, "index %s: %s", index_file,
 		    c->db != NULL ? sqlite3_errmsg(c->db) : "out of memory");
 		return (-1);
 	}
@@ -162,7 +171,7 @@ index_conn_open(struct index_conn *c, char **cause)
 	}
 	return (0);
 fail:
-	asprintf(cause, "index %s: %s", index_path, sqlite3_errmsg(c->db));
+	asprintf(cause, "index %s: %s", index_file, sqlite3_errmsg(c->db));
 	for (i = 0; i < Q_LAST; i++)
 		sqlite3_finalize(c->q[i]);
 	sqlite3_close(c->db);
@@ -233,7 +242,7 @@ index_open(const char *path, char **cause)
 	int64_t			 version, dirty, scanned;
 	int			 rv;
 
-	index_path = strdup(path);
+	index_file = strdup(path);
 	if (index_conn_open(c, cause) != 0)
 		return (-1);
 	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &q,
@@ -257,7 +266,14 @@ index_open(const char *path, char **cause)
 		    sqlite3_errmsg(c->db));
 		return (-1);
 	}
-	sqlite3_exec(c->db, "PRAGMA user_version = 2;"
+	if (version >= 1 && version < 3 && sqlite3_exec(c->db, "ALTER TABLE "
+	    "inode ADD COLUMN moved_at INTEGER DEFAULT 0", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		asprintf(cause, "index %s: upgrade: %s", path,
+		    sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	sqlite3_exec(c->db, "PRAGMA user_version = 3;"
 	    "INSERT OR IGNORE INTO inode (id, type, tier, tiers) "
 	    "VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
 	dirty = index_meta_get(c, "dirty", 1);
@@ -285,8 +301,8 @@ index_close(int clean)
 		index_meta_set(&index_main, "dirty", 0);
 	index_conn_close(&index_main);
 	pthread_mutex_unlock(&index_mtx);
-	free(index_path);
-	index_path = NULL;
+	free(index_file);
+	index_file = NULL;
 }
 
 int
@@ -307,6 +323,10 @@ index_row(sqlite3_stmt *q, struct irow *r)
 	r->size = sqlite3_column_int64(q, 6);
 	r->mtime = sqlite3_column_int64(q, 7);
 	r->partial = sqlite3_column_int(q, 8);
+	r->pin = sqlite3_column_int(q, 9);
+	r->moved_at = sqlite3_column_int64(q, 10);
+	r->atime_seen = sqlite3_column_int64(q, 11);
+	r->ctime = sqlite3_column_int64(q, 12);
 }
 
 /* (parent, name) -> row; -ENOENT when the index has no such name. */
@@ -705,6 +725,333 @@ index_list(fuse_ino_t parent, struct dirlist *l)
 }
 
 /*
+ * Migration: candidates, the journal and the switch.  Statements here run
+ * seldom (once per candidate batch or move), so they are prepared on use.
+ */
+static sqlite3_stmt *
+index_prep(const char *sql)
+{
+	sqlite3_stmt	*q = NULL;
+
+	if (sqlite3_prepare_v2(index_main.db, sql, -1, &q, NULL) !=
+	    SQLITE_OK) {
+		index_err(index_main.db, sql);
+		return (NULL);
+	}
+	return (q);
+}
+
+/* Run a prepared one-off statement to completion and free it. */
+static int
+index_run(sqlite3_stmt *q, const char *what)
+{
+	int	rv;
+
+	rv = sqlite3_step(q) == SQLITE_DONE ? 0 : index_err(index_main.db,
+	    what);
+	sqlite3_finalize(q);
+	return (rv);
+}
+
+/*
+ * Regular files on tier t, not pinned, oldest first by mtime (by = 0),
+ * ctime (1) or last access through dfs (2), older than before (ns).
+ */
+int
+index_candidates(int t, int by, int64_t before, size_t limit,
+    struct irow **rowsp, size_t *np)
+{
+	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
+	struct irow	*rows = NULL, *nr;
+	sqlite3_stmt	*q;
+	char		 sql[512];
+	size_t		 n = 0, cap = 0;
+	int		 rv;
+
+	snprintf(sql, sizeof sql, "SELECT id, type, tier, tiers, dev, ino, "
+	    "size, mtime, partial, pin, moved_at, atime_seen, ctime "
+	    "FROM inode WHERE tier = ?1 AND type = %d AND pin = 0 AND "
+	    "%s < ?2 ORDER BY %s LIMIT ?3", S_IFREG, col[by], col[by]);
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep(sql)) == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-EIO);
+	}
+	sqlite3_bind_int(q, 1, t);
+	sqlite3_bind_int64(q, 2, before);
+	sqlite3_bind_int64(q, 3, (int64_t)limit);
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			rows = nr;
+		}
+		index_row(q, &rows[n++]);
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != SQLITE_DONE) {
+		free(rows);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	*rowsp = rows;
+	*np = n;
+	return (0);
+}
+
+/* The path of inode id from the mount root ("/a/b"), for policies and logs. */
+int
+index_path(fuse_ino_t id, char *buf, size_t len)
+{
+	char		 name[NAME_MAX + 1], *tmp;
+	fuse_ino_t	 parent;
+	size_t		 used = 0, nl;
+	int		 rv, depth = 0;
+
+	if (len < 2)
+		return (-ENAMETOOLONG);
+	if ((tmp = malloc(len)) == NULL)
+		return (-ENOMEM);
+	buf[0] = '\0';
+	while (id != FUSE_ROOT_ID) {
+		if ((rv = index_name(id, &parent, name, sizeof name)) != 0 ||
+		    ++depth > 65536)
+			goto out;
+		nl = strlen(name);
+		if (used + nl + 2 > len) {
+			rv = -ENAMETOOLONG;
+			goto out;
+		}
+		/* Prepend "/name". */
+		memcpy(tmp, buf, used + 1);
+		buf[0] = '/';
+		memcpy(buf + 1, name, nl);
+		memcpy(buf + 1 + nl, tmp, used + 1);
+		used += nl + 1;
+		id = parent;
+	}
+	if (used == 0)
+		strcpy(buf, "/");
+	rv = 0;
+out:
+	free(tmp);
+	return (rv);
+}
+
+/* Every name of inode id (a hard-link group): parents and names. */
+int
+index_names(fuse_ino_t id, fuse_ino_t **parentsp, char ***namesp, size_t *np)
+{
+	sqlite3_stmt	*q;
+	fuse_ino_t	*parents = NULL, *np2;
+	char		**names = NULL, **nn;
+	size_t		 n = 0;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("SELECT parent, name FROM dentry WHERE inode = ?1 "
+	    "ORDER BY parent, name")) == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-EIO);
+	}
+	sqlite3_bind_int64(q, 1, id);
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		np2 = realloc(parents, (n + 1) * sizeof *parents);
+		if (np2 != NULL)
+			parents = np2;
+		nn = realloc(names, (n + 1) * sizeof *names);
+		if (nn != NULL)
+			names = nn;
+		if (np2 == NULL || nn == NULL || (names[n] = strdup(
+		    (const char *)sqlite3_column_text(q, 1))) == NULL) {
+			rv = SQLITE_NOMEM;
+			break;
+		}
+		parents[n++] = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != SQLITE_DONE) {
+		while (n > 0)
+			free(names[--n]);
+		free(names);
+		free(parents);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	*parentsp = parents;
+	*namesp = names;
+	*np = n;
+	return (0);
+}
+
+int
+index_journal_add(const struct jrow *j)
+{
+	sqlite3_stmt	*q;
+	int		 rv = -EIO;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("INSERT OR REPLACE INTO journal (inode, src, dst, "
+	    "parent, name, tmp, ino, size, mtime, ctime, state) VALUES "
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")) != NULL) {
+		sqlite3_bind_int64(q, 1, j->id);
+		sqlite3_bind_int(q, 2, j->src);
+		sqlite3_bind_int(q, 3, j->dst);
+		sqlite3_bind_int64(q, 4, j->parent);
+		sqlite3_bind_text(q, 5, j->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 6, j->tmp, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 7, (int64_t)j->ino);
+		sqlite3_bind_int64(q, 8, j->size);
+		sqlite3_bind_int64(q, 9, j->mtime);
+		sqlite3_bind_int64(q, 10, j->ctime);
+		sqlite3_bind_int(q, 11, j->state);
+		rv = index_run(q, "journal");
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/*
+ * The moment a move takes effect: in one transaction, the inode's tier
+ * becomes dst with the copy's identity, and the journal says so.
+ */
+int
+index_switch(fuse_ino_t id, int dst, uint64_t dev, uint64_t ino)
+{
+	struct timespec	 now;
+	sqlite3_stmt	*q;
+	int		 rv;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(&index_main)) != 0)
+		goto out;
+	rv = -EIO;
+	if ((q = index_prep("UPDATE inode SET tier = ?2, dev = ?3, ino = ?4, "
+	    "moved_at = ?5 WHERE id = ?1")) != NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int(q, 2, dst);
+		sqlite3_bind_int64(q, 3, (int64_t)dev);
+		sqlite3_bind_int64(q, 4, (int64_t)ino);
+		sqlite3_bind_int64(q, 5, index_ns(&now));
+		rv = index_run(q, "switch");
+	}
+	if (rv == 0 && (q = index_prep("UPDATE journal SET state = ?2 "
+	    "WHERE inode = ?1")) != NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int(q, 2, JOURNAL_SWITCHED);
+		rv = index_run(q, "switch journal");
+	}
+	rv = index_end(&index_main, rv);
+out:
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+int
+index_journal_del(fuse_ino_t id)
+{
+	sqlite3_stmt	*q;
+	int		 rv = -EIO;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("DELETE FROM journal WHERE inode = ?1")) != NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		rv = index_run(q, "journal delete");
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* Every journal row, for recovery at start. */
+int
+index_journal(struct jrow **rowsp, size_t *np)
+{
+	sqlite3_stmt	*q;
+	struct jrow	*rows = NULL, *nr, *j;
+	size_t		 n = 0;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("SELECT inode, src, dst, parent, name, tmp, ino, "
+	    "size, mtime, ctime, state FROM journal")) == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-EIO);
+	}
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if ((nr = realloc(rows, (n + 1) * sizeof *rows)) == NULL) {
+			rv = SQLITE_NOMEM;
+			break;
+		}
+		rows = nr;
+		j = &rows[n++];
+		memset(j, 0, sizeof *j);
+		j->id = sqlite3_column_int64(q, 0);
+		j->src = sqlite3_column_int(q, 1);
+		j->dst = sqlite3_column_int(q, 2);
+		j->parent = sqlite3_column_int64(q, 3);
+		snprintf(j->name, sizeof j->name, "%s",
+		    (const char *)sqlite3_column_text(q, 4));
+		snprintf(j->tmp, sizeof j->tmp, "%s",
+		    (const char *)sqlite3_column_text(q, 5));
+		j->ino = sqlite3_column_int64(q, 6);
+		j->size = sqlite3_column_int64(q, 7);
+		j->mtime = sqlite3_column_int64(q, 8);
+		j->ctime = sqlite3_column_int64(q, 9);
+		j->state = sqlite3_column_int(q, 10);
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != SQLITE_DONE) {
+		free(rows);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	*rowsp = rows;
+	*np = n;
+	return (0);
+}
+
+int
+index_set_pin(fuse_ino_t id, int pin)
+{
+	sqlite3_stmt	*q;
+	int		 rv = -EIO;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("UPDATE inode SET pin = ?2 WHERE id = ?1")) !=
+	    NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int(q, 2, pin);
+		rv = index_run(q, "pin");
+		if (rv == 0 && sqlite3_changes(index_main.db) == 0)
+			rv = -ENOENT;
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/* A read through dfs, for age by access and promotion. */
+int
+index_access(fuse_ino_t id, int64_t when)
+{
+	sqlite3_stmt	*q;
+	int		 rv = -EIO;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("UPDATE inode SET atime_seen = ?2, accesses = "
+	    "accesses + 1 WHERE id = ?1")) != NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int64(q, 2, when);
+		rv = index_run(q, "access");
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/*
  * The scan: its own connection, entries upserted in batches, rows it did
  * not see swept at the end.  Rows the FUSE threads write meanwhile carry
  * the new generation, so the sweep spares them.
@@ -739,7 +1086,7 @@ index_scan_begin(unsigned all_tiers, char **cause)
 	index_scan_batch_n = 0;
 	return (0);
 fail:
-	asprintf(cause, "index %s: scan: %s", index_path,
+	asprintf(cause, "index %s: scan: %s", index_file,
 	    sqlite3_errmsg(c->db));
 	index_conn_close(c);
 	return (-1);
@@ -875,4 +1222,130 @@ index_scan_end(int ok)
 	if (rv == 0 && ok)
 		atomic_store(&index_scanned, 1);
 	return (rv);
+}
+
+/* Queries for dfsctl. */
+
+int
+index_is_open(void)
+{
+	int	open;
+
+	pthread_mutex_lock(&index_mtx);
+	open = index_main.db != NULL;
+	pthread_mutex_unlock(&index_mtx);
+	return (open);
+}
+
+/* How many names have shadowed copies on slower tiers. */
+int
+index_conflict_count(unsigned long *n)
+{
+	sqlite3_stmt	*q = NULL;
+	int		 rv;
+
+	*n = 0;
+	pthread_mutex_lock(&index_mtx);
+	if (index_main.db == NULL) {
+		rv = -ENXIO;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(index_main.db, "SELECT count(*) FROM "
+	    "(SELECT DISTINCT parent, name FROM conflict)", -1, &q,
+	    NULL) != SQLITE_OK) {
+		rv = index_err(index_main.db, "conflict count");
+		goto out;
+	}
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		*n = sqlite3_column_int64(q, 0);
+		rv = 0;
+	} else
+		rv = index_err(index_main.db, "conflict count");
+out:
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+void
+index_conflicts_free(struct index_conflict *v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+/*
+ * The conflict table, one entry per name with the tiers that hold its
+ * shadowed copies, in (parent, name) order.
+ */
+int
+index_conflicts(struct index_conflict **out, size_t *np)
+{
+	struct index_conflict	*v = NULL, *nv, *e;
+	sqlite3_stmt		*q = NULL;
+	size_t			 n = 0, cap = 0;
+	const char		*name;
+	fuse_ino_t		 parent;
+	int			 rv, t;
+
+	*out = NULL;
+	*np = 0;
+	pthread_mutex_lock(&index_mtx);
+	if (index_main.db == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-ENXIO);
+	}
+	if (sqlite3_prepare_v2(index_main.db, "SELECT parent, name, tier "
+	    "FROM conflict ORDER BY parent, name, tier", -1, &q, NULL) !=
+	    SQLITE_OK) {
+		rv = index_err(index_main.db, "conflicts");
+		goto out;
+	}
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		parent = sqlite3_column_int64(q, 0);
+		name = (const char *)sqlite3_column_text(q, 1);
+		t = sqlite3_column_int(q, 2);
+		if (name == NULL || t < 0 || t >= DFS_MAX_TIERS)
+			continue;
+		if (n != 0 && v[n - 1].parent == parent &&
+		    strcmp(v[n - 1].name, name) == 0) {
+			v[n - 1].tiers |= 1u << t;
+			continue;
+		}
+		if (n == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			if ((nv = realloc(v, cap * sizeof *v)) == NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		e = &v[n];
+		e->parent = parent;
+		e->tiers = 1u << t;
+		if ((e->name = strdup(name)) == NULL) {
+			rv = SQLITE_NOMEM;
+			break;
+		}
+		n++;
+	}
+	if (rv == SQLITE_DONE)
+		rv = 0;
+	else if (rv == SQLITE_NOMEM)
+		rv = -ENOMEM;
+	else
+		rv = index_err(index_main.db, "conflicts");
+out:
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != 0) {
+		index_conflicts_free(v, n);
+		return (rv);
+	}
+	*out = v;
+	*np = n;
+	return (0);
 }

@@ -585,3 +585,66 @@ node_scanned(void)
 	twalk(node_ids, node_scanned_visit);
 	pthread_mutex_unlock(&node_mtx);
 }
+
+/*
+ * A migration switches a file's tier while clients use it.  Every
+ * operation that reaches a file by name (its tier and a name in its
+ * parent) runs between node_busy_enter and node_busy_leave; the switch
+ * waits for those in flight, and those that arrive wait for the switch,
+ * so none reads the old tier and reaches the source after it is gone.
+ */
+static pthread_mutex_t	node_move_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	node_move_cv = PTHREAD_COND_INITIALIZER;
+
+void
+node_busy_enter(struct node *n)
+{
+	for (;;) {
+		atomic_fetch_add(&n->busy, 1);
+		if (!atomic_load(&n->moving))
+			return;
+		node_busy_leave(n);
+		pthread_mutex_lock(&node_move_mtx);
+		while (atomic_load(&n->moving))
+			pthread_cond_wait(&node_move_cv, &node_move_mtx);
+		pthread_mutex_unlock(&node_move_mtx);
+	}
+}
+
+void
+node_busy_leave(struct node *n)
+{
+	if (atomic_fetch_sub(&n->busy, 1) == 1 && atomic_load(&n->moving)) {
+		pthread_mutex_lock(&node_move_mtx);
+		pthread_cond_broadcast(&node_move_cv);
+		pthread_mutex_unlock(&node_move_mtx);
+	}
+}
+
+/* Hold off new operations on n and wait for those in flight. */
+void
+node_move_begin(struct node *n)
+{
+	atomic_store(&n->moving, 1);
+	pthread_mutex_lock(&node_move_mtx);
+	while (atomic_load(&n->busy) != 0)
+		pthread_cond_wait(&node_move_cv, &node_move_mtx);
+	pthread_mutex_unlock(&node_move_mtx);
+}
+
+/* The switch is done (t >= 0: n now lives on tier t); let operations in. */
+void
+node_move_end(struct node *n, int t, dev_t dev, ino_t ino)
+{
+	if (t >= 0) {
+		pthread_mutex_lock(&node_mtx);
+		n->tier = t;
+		n->dev = dev;
+		n->ino = ino;
+		pthread_mutex_unlock(&node_mtx);
+	}
+	pthread_mutex_lock(&node_move_mtx);
+	atomic_store(&n->moving, 0);
+	pthread_cond_broadcast(&node_move_cv);
+	pthread_mutex_unlock(&node_move_mtx);
+}

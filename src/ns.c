@@ -230,12 +230,14 @@ ns_link(struct node *n, struct node *nparent, const char *nname,
 {
 	struct node	*oparent;
 	char		 oname[NAME_MAX + 1];
-	int		 t = n->tier, opfd, npfd, rv;
+	int		 t, opfd, npfd, rv;
 
 	if ((rv = ns_absent(nparent, nname)) != 0)
 		return (rv);
 	if ((rv = node_name(n, &oparent, oname, sizeof oname)) != 0)
 		return (rv);
+	node_busy_enter(n);
+	t = n->tier;
 	if ((opfd = node_dirfd(oparent, t)) < 0)
 		rv = opfd;
 	else if ((npfd = ns_ensure_dir(nparent, t)) < 0)
@@ -243,12 +245,36 @@ ns_link(struct node *n, struct node *nparent, const char *nname,
 	else if ((rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0 &&
 	    (rv = ns_link_enter(n, nparent, nname, t, npfd, e)) == 0)
 		ns_touch_dir(nparent, t);
+	node_busy_leave(n);
 	node_put(oparent);
 	return (rv);
 }
 
-int
-ns_unlink(struct node *parent, const char *name)
+/*
+ * The node a name leads to, if the node table has it, held busy so that a
+ * migration does not switch it under a namespace change.
+ */
+static struct node *
+ns_busy(struct node *parent, const char *name)
+{
+	struct node	*n;
+
+	if ((n = node_find(parent, name)) != NULL)
+		node_busy_enter(n);
+	return (n);
+}
+
+static void
+ns_unbusy(struct node *n)
+{
+	if (n != NULL) {
+		node_busy_leave(n);
+		node_put(n);
+	}
+}
+
+static int
+ns_unlink_name(struct node *parent, const char *name)
 {
 	struct probe	p;
 	int		pfd, rv;
@@ -265,6 +291,17 @@ ns_unlink(struct node *parent, const char *name)
 	node_alias_remove(parent, name);
 	ns_touch_dir(parent, p.tier);
 	return (0);
+}
+
+int
+ns_unlink(struct node *parent, const char *name)
+{
+	struct node	*n = ns_busy(parent, name);
+	int		 rv;
+
+	rv = ns_unlink_name(parent, name);
+	ns_unbusy(n);
+	return (rv);
 }
 
 /* Remove a directory from every tier that holds it; fds from resolve_dir_tiers. */
@@ -376,9 +413,27 @@ ns_rename_tiers(unsigned mask, struct node *p1, const char *n1,
 	return (rv);
 }
 
+static int	ns_rename_names(struct node *, const char *, struct node *,
+		    const char *, unsigned);
+
 int
 ns_rename(struct node *p1, const char *n1, struct node *p2, const char *n2,
     unsigned flags)
+{
+	struct node	*a, *b;
+	int		 rv;
+
+	a = ns_busy(p1, n1);
+	b = ns_busy(p2, n2);
+	rv = ns_rename_names(p1, n1, p2, n2, flags);
+	ns_unbusy(b);
+	ns_unbusy(a);
+	return (rv);
+}
+
+static int
+ns_rename_names(struct node *p1, const char *n1, struct node *p2,
+    const char *n2, unsigned flags)
 {
 	struct probe	 s, d;
 	int		 sfds[DFS_MAX_TIERS], dfds[DFS_MAX_TIERS];

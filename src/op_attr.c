@@ -105,8 +105,10 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int set,
 	} else if (h != NULL)
 		rv = op_setattr_one(h->tier, h->fd, "", attr, set);
 	else if ((rv = node_name(n, &parent, name, sizeof name)) == 0) {
+		node_busy_enter(n);
 		fd = node_dirfd(parent, n->tier);
 		rv = fd < 0 ? fd : op_setattr_one(n->tier, fd, name, attr, set);
+		node_busy_leave(n);
 		node_put(parent);
 	} else if ((fd = node_open_fd(n, &t)) >= 0) {
 		/* Unlinked but open: its handles still reach it. */
@@ -148,9 +150,11 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 		return;
 	}
 	if ((rv = node_name(n, &parent, name, sizeof name)) == 0) {
+		node_busy_enter(n);
 		fd = node_dirfd(parent, n->tier);
 		rv = fd < 0 ? fd : tier_readlinkat(n->tier, fd, name, buf,
 		    sizeof buf - 1);
+		node_busy_leave(n);
 		node_put(parent);
 	}
 	node_put(n);

@@ -102,8 +102,10 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	t = n->tier;
 	if ((rv = node_name(n, &parent, name, sizeof name)) == 0) {
+		/* A write handle is counted before a migration can switch. */
+		node_busy_enter(n);
+		t = n->tier;
 		fd = node_dirfd(parent, t);
 		if (fd >= 0)
 			fd = tier_openat(t, fd, name, op_open_flags(fi->flags),
@@ -113,6 +115,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rv = fd;
 		else if ((rv = op_handle_new(n, fd, t, fi)) != 0)
 			close(fd);
+		node_busy_leave(n);
 	}
 	node_put(n);
 	if (rv != 0) {

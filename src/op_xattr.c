@@ -33,12 +33,19 @@ op_xattr_call(fuse_ino_t ino, int op, const char *name, void *buf,
 			if (rv < 0)
 				break;
 		}
-	} else if ((fd = resolve_path_fd(n, &doclose)) < 0)
-		rv = fd;
-	else {
-		rv = tier_xattr(n->tier, fd, op, name, buf, len, flags);
-		if (doclose)
-			close(fd);
+	} else {
+		if (!n->is_dir)
+			node_busy_enter(n);
+		if ((fd = resolve_path_fd(n, &doclose)) < 0)
+			rv = fd;
+		else {
+			rv = tier_xattr(n->tier, fd, op, name, buf, len,
+			    flags);
+			if (doclose)
+				close(fd);
+		}
+		if (!n->is_dir)
+			node_busy_leave(n);
 	}
 	node_put(n);
 	return (rv);

@@ -120,7 +120,9 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		node_put(n);
 	}
 	rv = index_lookup(parent->id, name, &r);
-	if (rv == 0) {
+	while (rv == 0) {
+		struct irow	r2;
+
 		t = r.tier;
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
@@ -133,10 +135,20 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		}
 		if (rv != 0 && rv != -ENOENT && rv != -ENOTDIR)
 			return (rv);
+		/* A migration may have switched the row meanwhile. */
+		rv = index_lookup(parent->id, name, &r2);
+		if (rv == 0 && (r2.id != r.id || r2.tier != r.tier ||
+		    r2.ino != r.ino)) {
+			r = r2;
+			continue;
+		}
+		/* Stale: the name may be elsewhere now; probe for it. */
 		resolve_stale(parent, name);
-	} else if (rv != -ENOENT)
+		return (resolve_probe_tiers(parent, name, p));
+	}
+	if (rv != -ENOENT)
 		return (rv);
-	else if (resolve_complete(parent))
+	if (resolve_complete(parent))
 		return (-ENOENT);
 	return (resolve_probe_tiers(parent, name, p));
 }
@@ -196,8 +208,10 @@ resolve_stat(struct node *n, struct stat *st)
 		if (rv != 0)
 			return (rv);
 	} else {
+		node_busy_enter(n);
 		fd = node_dirfd(parent, n->tier);
 		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, st);
+		node_busy_leave(n);
 		node_put(parent);
 		if (rv != 0)
 			return (rv);
@@ -329,7 +343,14 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 
 	if ((fd = node_dirfd(parent, t)) < 0)
 		return (fd);
-	if ((rv = tier_fstatat(t, fd, name, &p.st)) != 0)
+	rv = tier_fstatat(t, fd, name, &p.st);
+	/*
+	 * A listing may be older than a migration that moved the name:
+	 * anything unexpected is resolved the long way.
+	 */
+	if (!made && rv == -ENOENT)
+		return (resolve_lookup(parent, name, e, NULL));
+	if (rv != 0)
 		return (rv);
 	p.tier = t;
 	p.tiers = S_ISDIR(p.st.st_mode) ? 1u << t : 0;
@@ -340,7 +361,9 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 		p.id = r.id;
 		p.tiers = r.tiers;
 		p.partial = r.partial;
-	} else if (rv == 0 || rv == -ENOENT) {
+	} else if (!made && rv == 0)
+		return (resolve_lookup(parent, name, e, NULL));
+	else if (rv == 0 || rv == -ENOENT) {
 		if (rv == 0)
 			resolve_stale(parent, name);
 		if ((rv = index_add(parent->id, name, t, p.tiers, p.partial,
@@ -361,7 +384,8 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 
 /*
  * An O_PATH handle on node n where it holds its data (a directory: its
- * attribute tier).  *closep says whether the caller must close it.
+ * attribute tier).  *closep says whether the caller must close it.  For
+ * a file, the caller holds it busy (node_busy_enter) while it uses it.
  * Returns the fd or -errno.
  */
 int

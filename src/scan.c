@@ -24,6 +24,21 @@ static atomic_int	 scan_stop;
 static atomic_ulong	 scan_files, scan_dirs, scan_conflicts;
 static atomic_long	 scan_started, scan_finished;
 static atomic_int	 scan_error;
+/* A scan and a migration never run at once: each would see the other's
+ * half-done work as a change behind dfs's back. */
+static pthread_mutex_t	 scan_tree_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+void
+scan_hold(void)
+{
+	pthread_mutex_lock(&scan_tree_mtx);
+}
+
+void
+scan_release(void)
+{
+	pthread_mutex_unlock(&scan_tree_mtx);
+}
 
 static int
 scan_cmp(const void *a, const void *b)
@@ -125,6 +140,7 @@ scan_main(void *arg)
 		fds[t] = dfs.tiers[t].fd;
 		all |= 1u << t;
 	}
+	scan_hold();
 	if (index_scan_begin(all, &cause) != 0) {
 		log_error("%s", cause);
 		free(cause);
@@ -134,6 +150,7 @@ scan_main(void *arg)
 		if (index_scan_end(rv == 0) != 0 && rv == 0)
 			rv = -EIO;
 	}
+	scan_release();
 	atomic_store(&scan_error, -rv);
 	atomic_store(&scan_finished, (long)time(NULL));
 	if (rv == 0)

@@ -550,6 +550,64 @@ START_TEST(test_denied)
 }
 END_TEST
 
+/* The index commands answer sensibly in a process with no index. */
+START_TEST(test_index_commands)
+{
+	struct dfs_proto_hdr	 h;
+	char			*text;
+	int			 fd;
+
+	ck_assert_uint_eq(xrequest(DFS_CMD_SCAN_STATUS, DFS_FLAG_JSON, &text),
+	    DFS_STATUS_OK);
+	ck_assert_msg(strncmp(text, "{\"state\":\"none\",\"running\":false,",
+	    32) == 0, "%s", text);
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_SCAN, 0, &text), DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "scan: dfs has no index");
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_CONFLICTS, DFS_FLAG_JSON, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "conflicts: dfs has no index");
+	free(text);
+
+	/* where takes a path: none is a bad length, and closes. */
+	xhdr(&h, DFS_CMD_WHERE, 0);
+	text = xbad(&h, DFS_STATUS_BADLENGTH);
+	ck_assert_ptr_nonnull(strstr(text, "must be 1 to"));
+	free(text);
+
+	/* A failed where leaves the connection open for the next one. */
+	fd = xconnect();
+	xhdr(&h, DFS_CMD_WHERE, 0);
+	h.length = 3;
+	xsend(fd, &h, sizeof h);
+	xsend(fd, "a/b", 3);
+	ck_assert_uint_eq(xreply(fd, DFS_CMD_WHERE, &text), DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "where: dfs has no index");
+	free(text);
+	h.length = 2;
+	xsend(fd, &h, sizeof h);
+	xsend(fd, "a\0", 2);
+	ck_assert_uint_eq(xreply(fd, DFS_CMD_WHERE, &text), DFS_STATUS_FAILED);
+	ck_assert_ptr_nonnull(strstr(text, "NUL"));
+	free(text);
+	xhdr(&h, DFS_CMD_STATUS, 0);
+	xsend(fd, &h, sizeof h);
+	ck_assert_uint_eq(xreply(fd, DFS_CMD_STATUS, &text), DFS_STATUS_OK);
+	free(text);
+	close(fd);
+
+	/* status says what it knows of the index. */
+	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, 0, &text), DFS_STATUS_OK);
+	ck_assert_ptr_nonnull(strstr(text, "\nscan         none\n"));
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, DFS_FLAG_JSON, &text),
+	    DFS_STATUS_OK);
+	ck_assert_ptr_nonnull(strstr(text, "\"conflicts\":null,\"scan\":{"));
+	free(text);
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -571,6 +629,7 @@ ctl_suite(void)
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_socket_in_use);
 	tcase_add_test(tc, test_denied);
+	tcase_add_test(tc, test_index_commands);
 	suite_add_tcase(s, tc);
 	return (s);
 }

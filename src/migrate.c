@@ -1,0 +1,975 @@
+/*
+ * The migration worker: a thread inside the daemon that moves files the
+ * policies select to their target tier while the tree stays online.
+ *
+ * A move (DESIGN.md, "Migration: the protocol"): re-stat and compare with
+ * the index; journal "copying"; copy into a temp file beside the target
+ * name (holes kept), then owner, mode, xattrs and times, fsync, verify;
+ * hold off operations on the file and re-check the source; rename the
+ * temp into place and fsync the directory; switch the index row and the
+ * journal in one transaction; unlink the source, fsync, drop the journal
+ * row.  Recovery at start finishes or undoes what a crash interrupted.
+ */
+#include "config.h"
+
+#include <sys/statvfs.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dfs.h"
+
+#define MIG_CHUNK	(8 * 1024 * 1024)
+#define MIG_BATCH	512
+
+static pthread_t		 mig_thread;
+static int			 mig_started;
+static pthread_mutex_t		 mig_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		 mig_cv = PTHREAD_COND_INITIALIZER;
+static struct dfs_config	*mig_conf;	/* guarded by mig_conf_mtx */
+static pthread_mutex_t		 mig_conf_mtx = PTHREAD_MUTEX_INITIALIZER;
+static int			 mig_stop;
+static int			 mig_kick;
+static char			**mig_kick_paths;
+static size_t			 mig_kick_npaths;
+static struct mig_run		 mig_runs[MIG_RUNS];
+static size_t			 mig_nruns;
+static struct mig_run		 mig_cur;
+static int			 mig_running;
+static unsigned long		 mig_run_seq;
+static char			*mig_crash_at;	/* fault injection, tests only */
+
+static const char *const mig_skip_names[MIG_SKIP_MAX] = {
+	[MIG_SKIP_CHANGED] = "changed",
+	[MIG_SKIP_WRITERS] = "open for writing",
+	[MIG_SKIP_PINNED] = "pinned",
+	[MIG_SKIP_CONFLICT] = "name taken on target",
+	[MIG_SKIP_LINKS] = "hard links",
+	[MIG_SKIP_RESIDENCY] = "minimum residency",
+	[MIG_SKIP_EXCLUDED] = "excluded",
+	[MIG_SKIP_LIMIT] = "run limit",
+};
+
+const char *
+migrate_skip_name(int why)
+{
+	return (why >= 0 && why < MIG_SKIP_MAX ? mig_skip_names[why] : "?");
+}
+
+/* Die here if the tests asked for it (DFS_CRASH_AT=step). */
+static void
+mig_crash(const char *step)
+{
+	if (mig_crash_at != NULL && strcmp(mig_crash_at, step) == 0) {
+		log_warn("crash injected at %s", step);
+		raise(SIGKILL);
+	}
+}
+
+static int64_t
+mig_now_ns(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
+static double
+mig_mono(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static int64_t
+mig_ns(const struct timespec *ts)
+{
+	return ((int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec);
+}
+
+static int
+mig_fsync_dir(int t, int dirfd)
+{
+	int	fd, rv = 0;
+
+	if ((fd = tier_openat(t, dirfd, ".", O_RDONLY | O_DIRECTORY, 0)) < 0)
+		return (fd);
+	if (fsync(fd) == -1)
+		rv = tier_error(t, "fsync", ".", errno);
+	close(fd);
+	return (rv);
+}
+
+/*
+ * The parent directory of a journal row on tier t, walked one component
+ * at a time from the tier's root, following no symlink.
+ */
+static int
+mig_open_dir(fuse_ino_t dir, int t)
+{
+	char	 path[PATH_MAX], *p, *comp;
+	int	 fd, nfd;
+
+	if (index_path(dir, path, sizeof path) != 0)
+		return (-ENOENT);
+	if ((fd = tier_openat(t, dfs.tiers[t].fd, ".", O_PATH | O_DIRECTORY,
+	    0)) < 0)
+		return (fd);
+	p = path;
+	while ((comp = strsep(&p, "/")) != NULL) {
+		if (*comp == '\0')
+			continue;
+		nfd = tier_openat(t, fd, comp, O_PATH | O_DIRECTORY, 0);
+		close(fd);
+		if ((fd = nfd) < 0)
+			return (fd);
+	}
+	return (fd);
+}
+
+/*
+ * Finish or undo the moves a crash interrupted, before the mount serves.
+ * A copy is removed only while the source is intact; a source only once
+ * the index has switched to the copy and the source is still the file
+ * that was copied.
+ */
+int
+migrate_recover(void)
+{
+	struct jrow	*rows = NULL, *j;
+	struct stat	 st, dst;
+	size_t		 n = 0, i;
+	int		 sfd, dfd, rv, src_ok;
+
+	if ((rv = index_journal(&rows, &n)) != 0)
+		return (rv);
+	for (i = 0; i < n; i++) {
+		j = &rows[i];
+		sfd = mig_open_dir(j->parent, j->src);
+		dfd = mig_open_dir(j->parent, j->dst);
+		src_ok = sfd >= 0 && tier_fstatat(j->src, sfd, j->name,
+		    &st) == 0 && (uint64_t)st.st_ino == j->ino &&
+		    st.st_size == j->size && mig_ns(&st.st_mtim) == j->mtime;
+		if (dfd >= 0)
+			tier_unlinkat(j->dst, dfd, j->tmp, 0);
+		if (j->state == JOURNAL_COPYING && src_ok && dfd >= 0 &&
+		    tier_fstatat(j->dst, dfd, j->name, &dst) == 0 &&
+		    dst.st_size == j->size) {
+			/* Renamed into place, not switched: the source rules. */
+			tier_unlinkat(j->dst, dfd, j->name, 0);
+		}
+		if (j->state == JOURNAL_SWITCHED && src_ok)
+			tier_unlinkat(j->src, sfd, j->name, 0);
+		if (dfd >= 0) {
+			mig_fsync_dir(j->dst, dfd);
+			close(dfd);
+		}
+		if (sfd >= 0) {
+			mig_fsync_dir(j->src, sfd);
+			close(sfd);
+		}
+		log_info("recovered the move of inode %llu (%s) from tier %s "
+		    "to %s", (unsigned long long)j->id, j->name,
+		    dfs.tiers[j->src].name, dfs.tiers[j->dst].name);
+		if ((rv = index_journal_del(j->id)) != 0)
+			break;
+	}
+	free(rows);
+	return (rv);
+}
+
+/* Keep to the bandwidth limit: sleep off any lead over it. */
+static void
+mig_pace(double start, uint64_t bytes, uint64_t bandwidth)
+{
+	struct timespec	ts;
+	double		ahead;
+
+	if (bandwidth == 0)
+		return;
+	ahead = (double)bytes / bandwidth - (mig_mono() - start);
+	if (ahead <= 0)
+		return;
+	ts.tv_sec = (time_t)ahead;
+	ts.tv_nsec = (long)((ahead - ts.tv_sec) * 1e9);
+	nanosleep(&ts, NULL);
+}
+
+/* Copy [off, end) of in to out, by copy_file_range or read and write. */
+static int
+mig_copy_range(int in, int out, off_t off, off_t end, double start,
+    uint64_t *done, uint64_t bandwidth, char **buf)
+{
+	ssize_t	n, w;
+	size_t	len;
+
+	while (off < end) {
+		len = end - off < MIG_CHUNK ? (size_t)(end - off) : MIG_CHUNK;
+		if (*buf == NULL) {
+			loff_t	oi = off, oo = off;
+
+			n = copy_file_range(in, &oi, out, &oo, len, 0);
+			if (n == -1 && (errno == EXDEV || errno == EOPNOTSUPP ||
+			    errno == ENOSYS || errno == EINVAL)) {
+				if ((*buf = malloc(MIG_CHUNK)) == NULL)
+					return (-ENOMEM);
+				continue;
+			}
+		} else {
+			n = pread(in, *buf, len, off);
+			if (n > 0) {
+				w = pwrite(out, *buf, n, off);
+				if (w != n)
+					return (w == -1 ? -errno : -EIO);
+			}
+		}
+		if (n == -1)
+			return (-errno);
+		if (n == 0)
+			return (-EIO);	/* the source shrank: changed */
+		off += n;
+		*done += n;
+		mig_pace(start, *done, bandwidth);
+	}
+	return (0);
+}
+
+/* The data of in into out, holes kept as holes. */
+static int
+mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
+    uint64_t *copied)
+{
+	double	 start = mig_mono();
+	char	*buf = NULL;
+	off_t	 data, hole, off = 0;
+	int	 rv = 0;
+
+	*copied = 0;
+	while (off < size && rv == 0) {
+		data = lseek(in, off, SEEK_DATA);
+		if (data == -1 && errno == ENXIO)
+			break;
+		if (data == -1) {
+			/* No hole support: all data. */
+			rv = mig_copy_range(in, out, off, size, start, copied,
+			    bandwidth, &buf);
+			break;
+		}
+		if ((hole = lseek(in, data, SEEK_HOLE)) == -1)
+			hole = size;
+		if (hole > size)
+			hole = size;
+		rv = mig_copy_range(in, out, data, hole, start, copied,
+		    bandwidth, &buf);
+		off = hole;
+	}
+	free(buf);
+	if (rv == 0 && ftruncate(out, size) == -1)
+		rv = -errno;
+	return (rv);
+}
+
+/* Read the copy back and compare it with the source. */
+static int
+mig_verify(int a, int b, off_t size)
+{
+	char	*x, *y;
+	off_t	 off;
+	ssize_t	 n, m;
+	int	 rv = 0;
+
+	x = malloc(1 << 20);
+	y = malloc(1 << 20);
+	if (x == NULL || y == NULL) {
+		free(x);
+		free(y);
+		return (-ENOMEM);
+	}
+	for (off = 0; off < size && rv == 0; off += n) {
+		n = pread(a, x, 1 << 20, off);
+		m = pread(b, y, 1 << 20, off);
+		if (n <= 0 || n != m || memcmp(x, y, n) != 0)
+			rv = -EIO;
+	}
+	free(x);
+	free(y);
+	return (rv);
+}
+
+static int
+mig_same(const struct stat *a, const struct stat *b)
+{
+	return (a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	    a->st_size == b->st_size &&
+	    mig_ns(&a->st_mtim) == mig_ns(&b->st_mtim) &&
+	    mig_ns(&a->st_ctim) == mig_ns(&b->st_ctim));
+}
+
+struct mig_limits {
+	uint64_t	bandwidth;
+	int		verify;
+};
+
+/*
+ * Move node n (a file with one name: name in parent) from tier src to
+ * dst.  Returns 0 when moved, a skip reason (> 0), or -errno.
+ */
+static int
+mig_move(struct node *n, struct node *parent, const char *name,
+    const struct stat *st, int src, int dst, const struct mig_limits *lim,
+    uint64_t *bytes)
+{
+	struct jrow	 j;
+	struct stat	 now, cst;
+	struct timespec	 ts[2];
+	int		 sfd, dfd, in = -1, out = -1, rv, moving = 0;
+
+	if ((sfd = node_dirfd(parent, src)) < 0)
+		return (sfd);
+	if ((dfd = ns_ensure_dir(parent, dst)) < 0)
+		return (dfd);
+	if (tier_fstatat(dst, dfd, name, &cst) == 0)
+		return (MIG_SKIP_CONFLICT);
+	memset(&j, 0, sizeof j);
+	j.id = n->id;
+	j.src = src;
+	j.dst = dst;
+	j.parent = parent->id;
+	snprintf(j.name, sizeof j.name, "%s", name);
+	snprintf(j.tmp, sizeof j.tmp, "%s%llu", DFS_TMP_PREFIX,
+	    (unsigned long long)n->id);
+	j.ino = st->st_ino;
+	j.size = st->st_size;
+	j.mtime = mig_ns(&st->st_mtim);
+	j.ctime = mig_ns(&st->st_ctim);
+	j.state = JOURNAL_COPYING;
+	if ((rv = index_journal_add(&j)) != 0)
+		return (rv);
+	mig_crash("journal");
+
+	if ((in = tier_openat(src, sfd, name, O_RDONLY, 0)) < 0) {
+		rv = in;
+		goto abort;
+	}
+	if (fstat(in, &now) == -1 || !mig_same(&now, st)) {
+		rv = MIG_SKIP_CHANGED;
+		goto abort;
+	}
+	tier_unlinkat(dst, dfd, j.tmp, 0);
+	out = tier_openat(dst, dfd, j.tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (out < 0) {
+		rv = out;
+		goto abort;
+	}
+	if ((rv = mig_copy_data(in, out, st->st_size, lim->bandwidth,
+	    bytes)) != 0)
+		goto abort;
+	tier_count(src, &dfs.tiers[src].stats.bytes_read, *bytes);
+	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, *bytes);
+	mig_crash("copy");
+	if (fchown(out, st->st_uid, st->st_gid) == -1 ||
+	    fchmod(out, st->st_mode & 07777) == -1) {
+		rv = -errno;
+		goto abort;
+	}
+	tier_copy_xattrs(in, out, 0);
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	if (futimens(out, ts) == -1 || fsync(out) == -1) {
+		rv = -errno;
+		goto abort;
+	}
+	if (lim->verify && (rv = mig_verify(in, out, st->st_size)) != 0) {
+		log_error("migrate %s: the copy on tier %s differs from the "
+		    "source", name, dfs.tiers[dst].name);
+		goto abort;
+	}
+	mig_crash("copied");
+
+	/* From here until the switch, no operation reaches the file. */
+	node_move_begin(n);
+	moving = 1;
+	if (tier_fstatat(src, sfd, name, &now) != 0 || !mig_same(&now, st)) {
+		rv = MIG_SKIP_CHANGED;
+		goto abort;
+	}
+	if (n->writers > 0) {
+		rv = MIG_SKIP_WRITERS;
+		goto abort;
+	}
+	if (fstat(out, &cst) == -1) {
+		rv = -errno;
+		goto abort;
+	}
+	if ((rv = tier_renameat2(dst, dfd, j.tmp, dfd, name,
+	    RENAME_NOREPLACE)) != 0) {
+		if (rv == -EEXIST)
+			rv = MIG_SKIP_CONFLICT;
+		goto abort;
+	}
+	if ((rv = mig_fsync_dir(dst, dfd)) != 0) {
+		tier_renameat2(dst, dfd, name, dfd, j.tmp, RENAME_NOREPLACE);
+		goto abort;
+	}
+	mig_crash("renamed");
+	if ((rv = index_switch(n->id, dst, cst.st_dev, cst.st_ino)) != 0) {
+		/* The source is still the file: take the copy back out. */
+		tier_unlinkat(dst, dfd, name, 0);
+		goto abort;
+	}
+	node_move_end(n, dst, cst.st_dev, cst.st_ino);
+	moving = 0;
+	mig_crash("switched");
+
+	/* Readers holding the source open keep reading it. */
+	tier_unlinkat(src, sfd, name, 0);
+	mig_fsync_dir(src, sfd);
+	mig_crash("unlinked");
+	index_journal_del(n->id);
+	close(in);
+	close(out);
+	if (dfs.se != NULL)
+		fuse_lowlevel_notify_inval_inode(dfs.se, n->id, -1, 0);
+	return (0);
+
+abort:
+	if (moving)
+		node_move_end(n, -1, 0, 0);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	tier_unlinkat(dst, dfd, j.tmp, 0);
+	index_journal_del(n->id);
+	return (rv);
+}
+
+/* Is the file or a directory above it pinned? */
+static int
+mig_pinned(fuse_ino_t id)
+{
+	struct irow	r;
+	fuse_ino_t	parent;
+	char		name[NAME_MAX + 1];
+	int		depth = 0;
+
+	while (id != 0 && depth++ < 65536) {
+		if (index_get(id, &r) != 0)
+			return (0);
+		if (r.pin)
+			return (1);
+		if (id == FUSE_ROOT_ID ||
+		    index_name(id, &parent, name, sizeof name) != 0)
+			return (0);
+		id = parent;
+	}
+	return (0);
+}
+
+struct mig_plan {
+	void	(*cb)(void *, const struct mig_item *);
+	void	 *arg;
+};
+
+/*
+ * Decide for one file (and, unless planning, move it).  force_to >= 0: a
+ * watermark run, moving to that tier unless a policy excludes the file
+ * or sends it elsewhere.  Returns 0 (moved or nothing to do), or counts a
+ * skip or an error in the current run.
+ */
+static void
+mig_one(const struct irow *r, int force_to, const struct mig_plan *plan,
+    const struct mig_limits *lim)
+{
+	const struct dfs_config_policy	*p = NULL;
+	struct mig_item			 it;
+	struct node			*n, *parent = NULL;
+	struct stat			 st;
+	char				 name[NAME_MAX + 1];
+	int64_t				 now = mig_now_ns();
+	int				 k, rv, to = -1, src = r->tier, fd;
+	uint64_t			 bytes = 0;
+
+	memset(&it, 0, sizeof it);
+	it.id = r->id;
+	it.from = src;
+	it.to = -1;
+	it.skip = -1;
+	if (index_path(r->id, it.path, sizeof it.path) != 0 ||
+	    (n = resolve_node(r->id, 0)) == NULL)
+		return;
+	if (n->is_dir || node_name(n, &parent, name, sizeof name) != 0 ||
+	    n->tier != src || (fd = node_dirfd(parent, src)) < 0 ||
+	    tier_fstatat(src, fd, name, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_ino != r->ino) {
+		it.skip = MIG_SKIP_CHANGED;
+		goto done;
+	}
+	it.size = st.st_size;
+	it.age = now / 1000000000 - st.st_mtim.tv_sec;
+	pthread_mutex_lock(&mig_conf_mtx);
+	k = policy_match(mig_conf, it.path, &st, r, src, now / 1000000000,
+	    it.why, sizeof it.why);
+	if (k >= 0) {
+		p = &mig_conf->policies[k];
+		snprintf(it.policy, sizeof it.policy, "%s", p->name);
+		if (p->action == DFS_POLICY_MIGRATE)
+			to = p->to;
+	}
+	if (force_to >= 0 && (k < 0 || p->action == DFS_POLICY_MIGRATE))
+		to = to >= 0 ? to : force_to;
+	if (k >= 0 && p->action == DFS_POLICY_EXCLUDE)
+		it.skip = MIG_SKIP_EXCLUDED;
+	else if (to >= 0 && r->moved_at > 0 && now - r->moved_at <
+	    (int64_t)mig_conf->migration.min_residency * 1000000000)
+		it.skip = MIG_SKIP_RESIDENCY;
+	else if (to >= 0 && st.st_nlink > 1)
+		it.skip = MIG_SKIP_LINKS;
+	pthread_mutex_unlock(&mig_conf_mtx);
+	if (it.skip < 0 && to >= 0 && mig_pinned(r->id))
+		it.skip = MIG_SKIP_PINNED;
+	it.to = to;
+	if (it.skip >= 0 || to < 0 || to == src)
+		goto done;
+	if (plan != NULL) {
+		plan->cb(plan->arg, &it);
+		goto out;
+	}
+	rv = mig_move(n, parent, name, &st, src, to, lim, &bytes);
+	pthread_mutex_lock(&mig_mtx);
+	if (rv == 0) {
+		mig_cur.files++;
+		mig_cur.bytes += st.st_size;
+		log_info("migrated %s from %s to %s (%lld bytes)", it.path,
+		    dfs.tiers[src].name, dfs.tiers[to].name,
+		    (long long)st.st_size);
+	} else if (rv > 0)
+		mig_cur.skipped[rv]++;
+	else {
+		mig_cur.errors++;
+		snprintf(mig_cur.last_error, sizeof mig_cur.last_error,
+		    "%s: %s", it.path, strerror(-rv));
+		log_error("migrate %s from tier %s to %s: %s", it.path,
+		    dfs.tiers[src].name, dfs.tiers[to].name, strerror(-rv));
+	}
+	pthread_mutex_unlock(&mig_mtx);
+	goto out;
+done:
+	if (plan == NULL && it.skip >= 0 && it.to >= 0) {
+		pthread_mutex_lock(&mig_mtx);
+		mig_cur.skipped[it.skip]++;
+		pthread_mutex_unlock(&mig_mtx);
+	} else if (plan != NULL && it.skip >= 0)
+		plan->cb(plan->arg, &it);
+out:
+	node_put(parent);
+	node_put(n);
+}
+
+/* Has the run reached its file or byte limit? */
+static int
+mig_limited(void)
+{
+	int	limited;
+
+	pthread_mutex_lock(&mig_conf_mtx);
+	pthread_mutex_lock(&mig_mtx);
+	limited = mig_stop || (mig_conf != NULL &&
+	    ((mig_conf->migration.max_files > 0 &&
+	    mig_cur.files >= (unsigned long)mig_conf->migration.max_files) ||
+	    (mig_conf->migration.max_bytes > 0 &&
+	    mig_cur.bytes >= (uint64_t)mig_conf->migration.max_bytes)));
+	pthread_mutex_unlock(&mig_mtx);
+	pthread_mutex_unlock(&mig_conf_mtx);
+	return (limited);
+}
+
+static int
+mig_usage(int t)
+{
+	struct statvfs	sv;
+
+	if (tier_statfs(t, &sv) != 0 || sv.f_blocks == 0)
+		return (0);
+	return ((int)(100 - (double)sv.f_bavail * 100 / sv.f_blocks));
+}
+
+/* The inode at path in the mount (from its root), or -ENOENT. */
+static int
+mig_lookup_path(const char *path, struct irow *r)
+{
+	char		 copy[PATH_MAX], *p, *comp;
+	fuse_ino_t	 id = FUSE_ROOT_ID;
+	int		 rv;
+
+	if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy)
+		return (-ENAMETOOLONG);
+	if ((rv = index_get(id, r)) != 0)
+		return (rv);
+	p = copy;
+	while ((comp = strsep(&p, "/")) != NULL) {
+		if (*comp == '\0' || strcmp(comp, ".") == 0)
+			continue;
+		if ((rv = index_lookup(id, comp, r)) != 0)
+			return (rv);
+		id = r->id;
+	}
+	return (0);
+}
+
+/*
+ * One run: the named paths, or the watermarks (oldest first until below
+ * the low one) and then each migrate policy's candidates.
+ */
+static void
+mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
+{
+	struct mig_limits	 lim;
+	struct irow		*rows, r;
+	const struct dfs_config	*c;
+	size_t			 i, n, k;
+	int			 t, from, to, by, high, low, npol;
+	int64_t			 before;
+
+	pthread_mutex_lock(&mig_conf_mtx);
+	c = mig_conf;
+	lim.bandwidth = c != NULL ? c->migration.bandwidth : 0;
+	lim.verify = c != NULL ? c->migration.verify : 0;
+	npol = c != NULL ? (int)c->npolicies : 0;
+	pthread_mutex_unlock(&mig_conf_mtx);
+
+	if (npaths > 0) {
+		for (i = 0; i < npaths && !mig_limited(); i++) {
+			if (mig_lookup_path(paths[i], &r) == 0 &&
+			    r.type == S_IFREG)
+				mig_one(&r, -1, plan, &lim);
+		}
+		return;
+	}
+	for (t = 0; t + 1 < dfs.ntiers && plan == NULL; t++) {
+		pthread_mutex_lock(&mig_conf_mtx);
+		high = c != NULL && t < c->ntiers ? c->tiers[t].high_watermark :
+		    0;
+		low = c != NULL && t < c->ntiers ? c->tiers[t].low_watermark :
+		    0;
+		pthread_mutex_unlock(&mig_conf_mtx);
+		if (high <= 0 || mig_usage(t) <= high)
+			continue;
+		log_info("tier %s is %d%% full, above %d%%: moving the oldest "
+		    "files to %s", dfs.tiers[t].name, mig_usage(t), high,
+		    dfs.tiers[t + 1].name);
+		while (mig_usage(t) > low && !mig_limited()) {
+			if (index_candidates(t, 0, INT64_MAX, MIG_BATCH, &rows,
+			    &n) != 0 || n == 0)
+				break;
+			for (i = 0; i < n && mig_usage(t) > low &&
+			    !mig_limited(); i++)
+				mig_one(&rows[i], t + 1, NULL, &lim);
+			free(rows);
+			if (n < MIG_BATCH)
+				break;
+		}
+	}
+	for (k = 0; k < (size_t)npol && !mig_limited(); k++) {
+		pthread_mutex_lock(&mig_conf_mtx);
+		if (mig_conf == NULL || k >= mig_conf->npolicies ||
+		    mig_conf->policies[k].action != DFS_POLICY_MIGRATE) {
+			pthread_mutex_unlock(&mig_conf_mtx);
+			continue;
+		}
+		from = mig_conf->policies[k].from;
+		to = mig_conf->policies[k].to;
+		by = mig_conf->policies[k].age_by == DFS_AGE_CTIME ? 1 :
+		    mig_conf->policies[k].age_by == DFS_AGE_ACCESS ? 2 : 0;
+		before = (mig_now_ns() / 1000000000 -
+		    mig_conf->policies[k].age) * 1000000000;
+		pthread_mutex_unlock(&mig_conf_mtx);
+		if (by == 2)
+			by = 0;	/* never accessed files count by mtime */
+		for (t = 0; t < dfs.ntiers; t++) {
+			if ((from >= 0 && t != from) || t == to)
+				continue;
+			if (index_candidates(t, by, before + 1, MIG_BATCH *
+			    8, &rows, &n) != 0)
+				continue;
+			for (i = 0; i < n && !mig_limited(); i++)
+				mig_one(&rows[i], -1, plan, &lim);
+			free(rows);
+		}
+	}
+}
+
+static void
+mig_record(const char *trigger, char **paths, size_t npaths)
+{
+	double	t0 = mig_mono();
+
+	pthread_mutex_lock(&mig_mtx);
+	memset(&mig_cur, 0, sizeof mig_cur);
+	mig_cur.seq = ++mig_run_seq;
+	mig_cur.started = time(NULL);
+	snprintf(mig_cur.trigger, sizeof mig_cur.trigger, "%s", trigger);
+	mig_running = 1;
+	pthread_mutex_unlock(&mig_mtx);
+
+	scan_hold();
+	mig_run(paths, npaths, NULL);
+	scan_release();
+
+	pthread_mutex_lock(&mig_mtx);
+	mig_cur.seconds = mig_mono() - t0;
+	memmove(&mig_runs[1], &mig_runs[0], (MIG_RUNS - 1) *
+	    sizeof mig_runs[0]);
+	mig_runs[0] = mig_cur;
+	if (mig_nruns < MIG_RUNS)
+		mig_nruns++;
+	mig_running = 0;
+	pthread_cond_broadcast(&mig_cv);
+	pthread_mutex_unlock(&mig_mtx);
+	if (mig_cur.files > 0 || mig_cur.errors > 0)
+		log_info("migration run (%s): %lu files, %llu bytes, %lu "
+		    "errors, %.1fs", trigger, mig_cur.files,
+		    (unsigned long long)mig_cur.bytes, mig_cur.errors,
+		    mig_cur.seconds);
+}
+
+static void
+mig_free_paths(char **paths, size_t n)
+{
+	while (n > 0)
+		free(paths[--n]);
+	free(paths);
+}
+
+/* Is any tier over its high watermark? */
+static int
+mig_over_watermark(void)
+{
+	int	t, high, over = 0;
+
+	for (t = 0; t + 1 < dfs.ntiers && !over; t++) {
+		pthread_mutex_lock(&mig_conf_mtx);
+		high = mig_conf != NULL && t < mig_conf->ntiers ?
+		    mig_conf->tiers[t].high_watermark : 0;
+		pthread_mutex_unlock(&mig_conf_mtx);
+		over = high > 0 && mig_usage(t) > high;
+	}
+	return (over);
+}
+
+static void *
+mig_main(void *arg)
+{
+	struct timespec	 until;
+	sigset_t	 set;
+	char		**paths;
+	size_t		 npaths;
+	time_t		 last = time(NULL), interval;
+	int		 kicked;
+
+	(void)arg;
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_mutex_lock(&mig_mtx);
+	for (;;) {
+		/* Wake for a request, the interval, or a watermark check. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (!mig_stop && !mig_kick)
+			if (pthread_cond_timedwait(&mig_cv, &mig_mtx,
+			    &until) != 0)
+				break;
+		if (mig_stop)
+			break;
+		kicked = mig_kick;
+		paths = mig_kick_paths;
+		npaths = mig_kick_npaths;
+		mig_kick = 0;
+		mig_kick_paths = NULL;
+		mig_kick_npaths = 0;
+		pthread_mutex_unlock(&mig_mtx);
+
+		pthread_mutex_lock(&mig_conf_mtx);
+		interval = mig_conf != NULL ? mig_conf->migration.interval : 0;
+		pthread_mutex_unlock(&mig_conf_mtx);
+		/* Automatic runs wait for a complete index. */
+		if (kicked)
+			mig_record("request", paths, npaths);
+		else if (index_is_scanned() && interval > 0 &&
+		    time(NULL) - last >= interval) {
+			mig_record("interval", NULL, 0);
+			last = time(NULL);
+		} else if (index_is_scanned() && mig_over_watermark())
+			mig_record("watermark", NULL, 0);
+		mig_free_paths(paths, npaths);
+		pthread_mutex_lock(&mig_mtx);
+	}
+	pthread_mutex_unlock(&mig_mtx);
+	return (NULL);
+}
+
+/* Take a (new) config; the old one is returned for the caller to free. */
+struct dfs_config *
+migrate_configure(struct dfs_config *c)
+{
+	struct dfs_config	*old;
+
+	pthread_mutex_lock(&mig_conf_mtx);
+	old = mig_conf;
+	mig_conf = c;
+	pthread_mutex_unlock(&mig_conf_mtx);
+	return (old);
+}
+
+int
+migrate_start(void)
+{
+	const char	*crash = getenv("DFS_CRASH_AT");
+	int		 rv;
+
+	if (crash != NULL && *crash != '\0')
+		mig_crash_at = strdup(crash);
+	if ((rv = pthread_create(&mig_thread, NULL, mig_main, NULL)) != 0)
+		return (-rv);
+	mig_started = 1;
+	return (0);
+}
+
+void
+migrate_shutdown(void)
+{
+	if (!mig_started)
+		return;
+	pthread_mutex_lock(&mig_mtx);
+	mig_stop = 1;
+	pthread_cond_broadcast(&mig_cv);
+	pthread_mutex_unlock(&mig_mtx);
+	pthread_join(mig_thread, NULL);
+	mig_started = 0;
+	mig_free_paths(mig_kick_paths, mig_kick_npaths);
+}
+
+/*
+ * Ask for a run now (of the given paths only, if any).  Returns the number
+ * the run will have, for migrate_status.
+ */
+unsigned long
+migrate_kick(const char *const *paths, size_t npaths)
+{
+	unsigned long	seq;
+	size_t		i;
+
+	pthread_mutex_lock(&mig_mtx);
+	mig_free_paths(mig_kick_paths, mig_kick_npaths);
+	mig_kick_paths = NULL;
+	mig_kick_npaths = 0;
+	if (npaths > 0 && (mig_kick_paths = calloc(npaths,
+	    sizeof *mig_kick_paths)) != NULL) {
+		for (i = 0; i < npaths; i++)
+			if ((mig_kick_paths[i] = strdup(paths[i])) != NULL)
+				mig_kick_npaths++;
+	}
+	mig_kick = 1;
+	seq = mig_run_seq + 1 + (mig_running ? 1 : 0);
+	pthread_cond_broadcast(&mig_cv);
+	pthread_mutex_unlock(&mig_mtx);
+	return (seq);
+}
+
+/* The current run (if one is running) and the last ones, newest first. */
+void
+migrate_status(struct mig_status *s)
+{
+	pthread_mutex_lock(&mig_mtx);
+	s->running = mig_running;
+	s->current = mig_cur;
+	memcpy(s->runs, mig_runs, sizeof s->runs);
+	s->nruns = mig_nruns;
+	s->seq = mig_run_seq;
+	pthread_mutex_unlock(&mig_mtx);
+}
+
+/* What a run would do, without moving anything. */
+void
+migrate_plan(const char *const *paths, size_t npaths,
+    void (*cb)(void *, const struct mig_item *), void *arg)
+{
+	struct mig_plan	plan = { cb, arg };
+
+	scan_hold();
+	mig_run((char **)paths, npaths, &plan);
+	scan_release();
+}
+
+/* Which policy decides for the file at path, and why. */
+int
+migrate_explain(const char *path, char *buf, size_t len)
+{
+	const struct dfs_config_policy	*p;
+	struct irow			 r;
+	struct node			*n, *parent;
+	struct stat			 st;
+	char				 name[NAME_MAX + 1], why[256];
+	int				 rv, k, fd;
+
+	if ((rv = mig_lookup_path(path, &r)) != 0)
+		return (rv);
+	if (r.type != S_IFREG) {
+		snprintf(buf, len, "%s: not a regular file; only files move",
+		    path);
+		return (0);
+	}
+	if ((n = resolve_node(r.id, 0)) == NULL)
+		return (-ENOENT);
+	rv = node_name(n, &parent, name, sizeof name);
+	if (rv == 0) {
+		fd = node_dirfd(parent, n->tier);
+		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, &st);
+		node_put(parent);
+	}
+	node_put(n);
+	if (rv != 0)
+		return (rv);
+	pthread_mutex_lock(&mig_conf_mtx);
+	k = policy_match(mig_conf, path, &st, &r, r.tier,
+	    mig_now_ns() / 1000000000, why, sizeof why);
+	if (k < 0)
+		snprintf(buf, len, "%s: on tier %s; stays: %s", path,
+		    dfs.tiers[r.tier].name, why);
+	else {
+		p = &mig_conf->policies[k];
+		if (p->action == DFS_POLICY_EXCLUDE)
+			snprintf(buf, len, "%s: on tier %s; stays: excluded by "
+			    "policy %s (%s)", path, dfs.tiers[r.tier].name,
+			    p->name, why);
+		else
+			snprintf(buf, len, "%s: on tier %s; policy %s moves it "
+			    "to %s (%s)%s", path, dfs.tiers[r.tier].name,
+			    p->name, dfs.tiers[p->to].name, why,
+			    mig_pinned(r.id) ? ", but it is pinned" :
+			    st.st_nlink > 1 ? ", but it has hard links" : "");
+	}
+	pthread_mutex_unlock(&mig_conf_mtx);
+	return (0);
+}
+
+/* Pin or unpin the file or directory at path. */
+int
+migrate_pin(const char *path, int pin)
+{
+	struct irow	r;
+	int		rv;
+
+	if ((rv = mig_lookup_path(path, &r)) != 0)
+		return (rv);
+	return (index_set_pin(r.id, pin));
+}

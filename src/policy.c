@@ -1,0 +1,145 @@
+/*
+ * Policies: ordered, the first whose conditions all hold decides whether
+ * a file moves (and where) or stays.
+ */
+#include "config.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dfs.h"
+
+/*
+ * A pattern with a '/' is matched against the path from the mount root,
+ * and also covers everything below a directory it matches; one without
+ * is matched against the file name.
+ */
+static int
+policy_path_matches(const char *pat, const char *path)
+{
+	const char	*base;
+	char		 prefix[PATH_MAX];
+	size_t		 i;
+
+	if (strchr(pat, '/') == NULL) {
+		base = strrchr(path, '/');
+		return (fnmatch(pat, base != NULL ? base + 1 : path, 0) == 0);
+	}
+	if (fnmatch(pat, path, 0) == 0)
+		return (1);
+	for (i = 1; path[i] != '\0' && i < sizeof prefix; i++) {
+		if (path[i] != '/')
+			continue;
+		memcpy(prefix, path, i);
+		prefix[i] = '\0';
+		if (fnmatch(pat, prefix, 0) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* The time a policy's age is measured from, in seconds. */
+static int64_t
+policy_when(const struct dfs_config_policy *p, const struct stat *st,
+    const struct irow *r)
+{
+	switch (p->age_by) {
+	case DFS_AGE_CTIME:
+		return (st->st_ctim.tv_sec);
+	case DFS_AGE_ATIME:
+		return (st->st_atim.tv_sec);
+	case DFS_AGE_ACCESS:
+		/* Never read through dfs: as old as its last change. */
+		if (r != NULL && r->atime_seen > 0)
+			return (r->atime_seen / 1000000000);
+		return (st->st_mtim.tv_sec);
+	default:
+		return (st->st_mtim.tv_sec);
+	}
+}
+
+/*
+ * Does policy p hold for the file at path on tier t?  If not, why says
+ * which condition failed.
+ */
+static int
+policy_holds(const struct dfs_config *c, const struct dfs_config_policy *p,
+    const char *path, const struct stat *st, const struct irow *r, int t,
+    int64_t now, char *why, size_t len)
+{
+	unsigned	i;
+	int64_t		age;
+
+	if (p->from >= 0 && p->from != t) {
+		snprintf(why, len, "on tier %s, not %s", dfs.tiers[t].name,
+		    c->tiers[p->from].name);
+		return (0);
+	}
+	if (p->action == DFS_POLICY_MIGRATE && p->to == t) {
+		snprintf(why, len, "already on tier %s", dfs.tiers[t].name);
+		return (0);
+	}
+	if (p->npaths > 0) {
+		for (i = 0; i < p->npaths; i++)
+			if (policy_path_matches(p->paths[i], path))
+				break;
+		if (i == p->npaths) {
+			snprintf(why, len, "path matches none of its patterns");
+			return (0);
+		}
+	}
+	if (st->st_size < p->min_size) {
+		snprintf(why, len, "size %lld below %lld", (long long)st->st_size,
+		    (long long)p->min_size);
+		return (0);
+	}
+	if (p->max_size >= 0 && st->st_size > p->max_size) {
+		snprintf(why, len, "size %lld above %lld", (long long)st->st_size,
+		    (long long)p->max_size);
+		return (0);
+	}
+	if (p->has_owner && st->st_uid != p->owner) {
+		snprintf(why, len, "owner %u, not %u", (unsigned)st->st_uid,
+		    (unsigned)p->owner);
+		return (0);
+	}
+	age = now - policy_when(p, st, r);
+	if (age < p->age) {
+		snprintf(why, len, "age %llds, below %llds", (long long)age,
+		    (long long)p->age);
+		return (0);
+	}
+	snprintf(why, len, "age %llds, size %lld", (long long)age,
+	    (long long)st->st_size);
+	return (1);
+}
+
+/*
+ * The policy that decides for a file: its index in c->policies, or -1 if
+ * none matches.  why explains the decision (or, with none, the first
+ * policy's reason for not matching).
+ */
+int
+policy_match(const struct dfs_config *c, const char *path,
+    const struct stat *st, const struct irow *r, int t, int64_t now,
+    char *why, size_t len)
+{
+	char		 first[256] = "";
+	unsigned	 i;
+
+	if (c == NULL || c->npolicies == 0) {
+		snprintf(why, len, "no policies");
+		return (-1);
+	}
+	for (i = 0; i < c->npolicies; i++) {
+		if (policy_holds(c, &c->policies[i], path, st, r, t, now, why,
+		    len))
+			return ((int)i);
+		if (i == 0)
+			snprintf(first, sizeof first, "%s", why);
+	}
+	snprintf(why, len, "no policy matches (%s: %s)", c->policies[0].name,
+	    first);
+	return (-1);
+}
