@@ -96,6 +96,7 @@ struct node {
 	int		 partial;	/* dir: the index may lack entries */
 	atomic_int	 busy;		/* ops reaching the file by name */
 	atomic_int	 moving;	/* a migration is switching its tier */
+	int64_t		 access_ns;	/* last access sent to the index */
 	struct handle	*handles;	/* open files, for a node with no name left */
 };
 
@@ -295,6 +296,9 @@ int	index_journal_del(fuse_ino_t);
 int	index_journal(struct jrow **, size_t *);
 int	index_set_pin(fuse_ino_t, int);
 int	index_access(fuse_ino_t, int64_t);
+void	index_defer_stat(fuse_ino_t, const struct stat *);
+void	index_defer_access(fuse_ino_t, int64_t);
+void	index_flush(void);
 int	index_scan_begin(unsigned, char **);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
 	    const struct stat *, fuse_ino_t *);

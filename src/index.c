@@ -296,6 +296,7 @@ index_open(const char *path, char **cause)
 void
 index_close(int clean)
 {
+	index_flush();
 	pthread_mutex_lock(&index_mtx);
 	if (index_main.db != NULL && clean)
 		index_meta_set(&index_main, "dirty", 0);
@@ -1049,6 +1050,97 @@ index_access(fuse_ino_t id, int64_t when)
 	}
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
+}
+
+/*
+ * Updates that need not be durable at once (sizes and times after a
+ * write, accesses for policies) are queued by the FUSE threads and
+ * written in one transaction now and then, off their path.
+ */
+struct index_deferred {
+	fuse_ino_t	id;
+	int		access;		/* else a size and times update */
+	int64_t		size, mtime, ctime, when;
+};
+
+#define INDEX_DEFER_MAX	8192
+static struct index_deferred	index_defer_q[INDEX_DEFER_MAX];
+static size_t			index_defer_n;
+static pthread_mutex_t		index_defer_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+index_defer(const struct index_deferred *d)
+{
+	pthread_mutex_lock(&index_defer_mtx);
+	/* When full, drop it: the next scan brings the row up to date. */
+	if (index_defer_n < INDEX_DEFER_MAX)
+		index_defer_q[index_defer_n++] = *d;
+	pthread_mutex_unlock(&index_defer_mtx);
+}
+
+void
+index_defer_stat(fuse_ino_t id, const struct stat *st)
+{
+	struct index_deferred	d = { .id = id, .size = st->st_size,
+	    .mtime = index_ns(&st->st_mtim), .ctime = index_ns(&st->st_ctim) };
+
+	index_defer(&d);
+}
+
+void
+index_defer_access(fuse_ino_t id, int64_t when)
+{
+	struct index_deferred	d = { .id = id, .access = 1, .when = when };
+
+	index_defer(&d);
+}
+
+/* Write what was queued, in one transaction. */
+void
+index_flush(void)
+{
+	static struct index_deferred	 batch[INDEX_DEFER_MAX];
+	static pthread_mutex_t		 flush_mtx = PTHREAD_MUTEX_INITIALIZER;
+	sqlite3_stmt			*up = NULL, *acc = NULL;
+	size_t				 n, i;
+
+	pthread_mutex_lock(&flush_mtx);
+	pthread_mutex_lock(&index_defer_mtx);
+	n = index_defer_n;
+	memcpy(batch, index_defer_q, n * sizeof *batch);
+	index_defer_n = 0;
+	pthread_mutex_unlock(&index_defer_mtx);
+	if (n == 0 || index_main.db == NULL) {
+		pthread_mutex_unlock(&flush_mtx);
+		return;
+	}
+	pthread_mutex_lock(&index_mtx);
+	if (index_begin(&index_main) != 0)
+		goto out;
+	up = index_prep("UPDATE inode SET size = ?2, mtime = ?3, ctime = ?4 "
+	    "WHERE id = ?1");
+	acc = index_prep("UPDATE inode SET atime_seen = max(atime_seen, ?2), "
+	    "accesses = accesses + 1 WHERE id = ?1");
+	for (i = 0; i < n && up != NULL && acc != NULL; i++) {
+		sqlite3_stmt	*q = batch[i].access ? acc : up;
+
+		sqlite3_reset(q);
+		sqlite3_bind_int64(q, 1, batch[i].id);
+		if (batch[i].access)
+			sqlite3_bind_int64(q, 2, batch[i].when);
+		else {
+			sqlite3_bind_int64(q, 2, batch[i].size);
+			sqlite3_bind_int64(q, 3, batch[i].mtime);
+			sqlite3_bind_int64(q, 4, batch[i].ctime);
+		}
+		sqlite3_step(q);
+	}
+	sqlite3_finalize(up);
+	sqlite3_finalize(acc);
+	index_end(&index_main, 0);
+out:
+	pthread_mutex_unlock(&index_mtx);
+	pthread_mutex_unlock(&flush_mtx);
 }
 
 /*

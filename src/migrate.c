@@ -790,6 +790,7 @@ mig_main(void *arg)
 				break;
 		if (mig_stop)
 			break;
+		index_flush();
 		kicked = mig_kick;
 		paths = mig_kick_paths;
 		npaths = mig_kick_npaths;

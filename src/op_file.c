@@ -40,6 +40,26 @@ op_cache_check(struct handle *h, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&op_file_mtx);
 }
 
+/* Accesses through dfs, for "age_by = access"; one per file a minute. */
+static void
+op_note_access(struct handle *h)
+{
+	struct timespec	 ts;
+	struct node	*n = h->node;
+	int64_t		 now;
+	int		 due;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	pthread_mutex_lock(&op_file_mtx);
+	due = now - n->access_ns > 60 * (int64_t)1000000000;
+	if (due)
+		n->access_ns = now;
+	pthread_mutex_unlock(&op_file_mtx);
+	if (due)
+		index_defer_access(n->id, now);
+}
+
 static int
 op_handle_new(struct node *n, int fd, int t, struct fuse_file_info *fi)
 {
@@ -80,6 +100,9 @@ op_handle_free(struct handle *h)
 		n->cache_mtime = st.st_mtim;
 	}
 	pthread_mutex_unlock(&op_file_mtx);
+	/* Policies select by size and age: keep the index near the truth. */
+	if (ok && h->writable && st.st_nlink > 0)
+		index_defer_stat(n->id, &st);
 	node_put(n);
 	free(h);
 }
@@ -123,6 +146,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	op_cache_check(op_fh(fi), fi);
+	op_note_access(op_fh(fi));
 	if (fuse_reply_open(req, fi) != 0)
 		op_handle_free(op_fh(fi));
 }
