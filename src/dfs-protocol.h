@@ -22,6 +22,24 @@
  *	the index; DFS_CMD_CONFLICTS, empty request payload;
  *	all take DFS_FLAG_JSON.  The status reply gained lines (text) and
  *	the keys "index", "conflicts" and "scan" (JSON).
+ *   version 1, after dfs 0.1.0 (migration; the header is unchanged)
+ *	A path list is zero or more paths, each 1 byte or more and ended
+ *	by a NUL; a single path has no NUL.  Paths are mount paths:
+ *	absolute under the mount point, or relative to the mount root.
+ *	DFS_CMD_MIGRATE, a path list: start a migration run (of those
+ *	files only, if any); the reply gives the number the run will have
+ *	(text "run N", JSON "run").  The server does not wait for the run.
+ *	DFS_CMD_MIGRATE_STATUS, 8 bytes: a run number (uint64_t), 0 for
+ *	all: the running run and the last ones, or that run alone (JSON
+ *	"state": "pending", "running", "done" or "forgotten").
+ *	DFS_CMD_MIGRATE_PLAN, a path list: what a run would move, and the
+ *	files it would leave, with the reasons; nothing moves.
+ *	DFS_CMD_EXPLAIN, one path: the policy that decides for it, and why.
+ *	DFS_CMD_PIN and DFS_CMD_UNPIN, one path; DFS_CMD_PINS, empty.
+ *	All take DFS_FLAG_JSON and answer DFS_STATUS_FAILED with one line
+ *	for a path that is not in the index.  The status reply gained the
+ *	last migration runs and the files and bytes of each tier (text),
+ *	the key "migration" and the tier keys "files" and "bytes" (JSON).
  *
  * An exchange: the client sends a header with type DFS_TYPE_REQUEST,
  * status 0 and `length` payload bytes; the server answers with a header of
@@ -39,7 +57,7 @@
  *	command number					DFS_STATUS_BADCOMMAND
  *	flags the command does not take			DFS_STATUS_BADFLAGS
  *	length not what the command expects		DFS_STATUS_BADLENGTH
- *	(a fixed length, or a range: DFS_CMD_WHERE)
+ *	(a fixed length, or a range: DFS_CMD_WHERE, path lists)
  *	peer not allowed				DFS_STATUS_DENIED
  */
 #ifndef DFS_PROTOCOL_H
@@ -78,7 +96,14 @@ _Static_assert(sizeof (struct dfs_proto_hdr) == 32,
 #define DFS_CMD_SCAN_STATUS	5	/* the running or last scan */
 #define DFS_CMD_WHERE		6	/* the tiers holding one path */
 #define DFS_CMD_CONFLICTS	7	/* names with shadowed copies */
-#define DFS_CMD_MAX		7	/* highest code this version knows */
+#define DFS_CMD_MIGRATE		8	/* start a migration run */
+#define DFS_CMD_MIGRATE_STATUS	9	/* the running or last runs */
+#define DFS_CMD_MIGRATE_PLAN	10	/* what a run would do (dry run) */
+#define DFS_CMD_EXPLAIN		11	/* the policy deciding for one path */
+#define DFS_CMD_PIN		12	/* keep one path where it is */
+#define DFS_CMD_UNPIN		13
+#define DFS_CMD_PINS		14	/* the pinned paths */
+#define DFS_CMD_MAX		14	/* highest code this version knows */
 
 /* Request flags: the output form.  Neither: text for people. */
 #define DFS_FLAG_JSON		0x1U	/* one JSON object */

@@ -96,7 +96,6 @@ struct node {
 	int		 partial;	/* dir: the index may lack entries */
 	atomic_int	 busy;		/* ops reaching the file by name */
 	atomic_int	 moving;	/* a migration is switching its tier */
-	int64_t		 access_ns;	/* last access sent to the index */
 	struct handle	*handles;	/* open files, for a node with no name left */
 };
 
@@ -298,7 +297,8 @@ int	index_set_pin(fuse_ino_t, int);
 int	index_access(fuse_ino_t, int64_t);
 void	index_defer_stat(fuse_ino_t, const struct stat *);
 void	index_defer_access(fuse_ino_t, int64_t);
-void	index_flush(void);
+void	index_flush(int64_t);
+int	index_hot(int, int64_t, int64_t, size_t, struct irow **, size_t *);
 int	index_scan_begin(unsigned, char **);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
 	    const struct stat *, fuse_ino_t *);
@@ -547,5 +547,7 @@ int	index_is_open(void);
 int	index_conflict_count(unsigned long *);
 int	index_conflicts(struct index_conflict **, size_t *);
 void	index_conflicts_free(struct index_conflict *, size_t);
+int	index_tier_usage(int, uint64_t *, uint64_t *);
+int	index_pins(fuse_ino_t **, size_t *);
 
 #endif /* DFS_H */

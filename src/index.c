@@ -19,7 +19,7 @@
 
 #include "dfs.h"
 
-#define INDEX_VERSION	3
+#define INDEX_VERSION	4
 
 enum {
 	Q_LOOKUP,
@@ -102,7 +102,8 @@ static const char index_schema[] =
     "  gen INTEGER DEFAULT 0,"
     /* dir: found outside a scan, so its entries may be missing */
     "  partial INTEGER DEFAULT 0,"
-    "  moved_at INTEGER DEFAULT 0);"	/* last migration, ns */
+    "  moved_at INTEGER DEFAULT 0,"	/* last migration, ns */
+    "  window_start INTEGER DEFAULT 0);"	/* accesses counted since, ns */
     /* Moves in progress: what recovery finishes or undoes. */
     "CREATE TABLE IF NOT EXISTS journal ("
     "  inode INTEGER PRIMARY KEY, src INTEGER NOT NULL, dst INTEGER NOT NULL,"
@@ -273,7 +274,14 @@ index_open(const char *path, char **cause)
 		    sqlite3_errmsg(c->db));
 		return (-1);
 	}
-	sqlite3_exec(c->db, "PRAGMA user_version = 3;"
+	if (version >= 1 && version < 4 && sqlite3_exec(c->db, "ALTER TABLE "
+	    "inode ADD COLUMN window_start INTEGER DEFAULT 0", NULL, NULL,
+	    NULL) != SQLITE_OK) {
+		asprintf(cause, "index %s: upgrade: %s", path,
+		    sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	sqlite3_exec(c->db, "PRAGMA user_version = 4;"
 	    "INSERT OR IGNORE INTO inode (id, type, tier, tiers) "
 	    "VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
 	dirty = index_meta_get(c, "dirty", 1);
@@ -296,7 +304,7 @@ index_open(const char *path, char **cause)
 void
 index_close(int clean)
 {
-	index_flush();
+	index_flush(0);
 	pthread_mutex_lock(&index_mtx);
 	if (index_main.db != NULL && clean)
 		index_meta_set(&index_main, "dirty", 0);
@@ -803,6 +811,53 @@ index_candidates(int t, int by, int64_t before, size_t limit,
 	return (0);
 }
 
+/*
+ * Files on tier t read at least reads times in the current window
+ * (started after since, ns), most read first: candidates for promotion.
+ */
+int
+index_hot(int t, int64_t reads, int64_t since, size_t limit,
+    struct irow **rowsp, size_t *np)
+{
+	struct irow	*rows = NULL, *nr;
+	sqlite3_stmt	*q;
+	size_t		 n = 0, cap = 0;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("SELECT id, type, tier, tiers, dev, ino, size, "
+	    "mtime, partial, pin, moved_at, atime_seen, ctime FROM inode "
+	    "WHERE tier = ?1 AND type = 32768 AND pin = 0 AND accesses >= ?2 "
+	    "AND window_start > ?3 ORDER BY accesses DESC LIMIT ?4")) == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-EIO);
+	}
+	sqlite3_bind_int(q, 1, t);
+	sqlite3_bind_int64(q, 2, reads);
+	sqlite3_bind_int64(q, 3, since);
+	sqlite3_bind_int64(q, 4, (int64_t)limit);
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			rows = nr;
+		}
+		index_row(q, &rows[n++]);
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != SQLITE_DONE) {
+		free(rows);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	*rowsp = rows;
+	*np = n;
+	return (0);
+}
+
 /* The path of inode id from the mount root ("/a/b"), for policies and logs. */
 int
 index_path(fuse_ino_t id, char *buf, size_t len)
@@ -932,7 +987,8 @@ index_switch(fuse_ino_t id, int dst, uint64_t dev, uint64_t ino)
 		goto out;
 	rv = -EIO;
 	if ((q = index_prep("UPDATE inode SET tier = ?2, dev = ?3, ino = ?4, "
-	    "moved_at = ?5 WHERE id = ?1")) != NULL) {
+	    "moved_at = ?5, accesses = 0, window_start = 0 WHERE id = ?1")) !=
+	    NULL) {
 		sqlite3_bind_int64(q, 1, id);
 		sqlite3_bind_int(q, 2, dst);
 		sqlite3_bind_int64(q, 3, (int64_t)dev);
@@ -1095,9 +1151,12 @@ index_defer_access(fuse_ino_t id, int64_t when)
 	index_defer(&d);
 }
 
-/* Write what was queued, in one transaction. */
+/*
+ * Write what was queued, in one transaction.  Accesses are counted within
+ * a window (ns) that restarts once it has passed; 0: no window.
+ */
 void
-index_flush(void)
+index_flush(int64_t window)
 {
 	static struct index_deferred	 batch[INDEX_DEFER_MAX];
 	static pthread_mutex_t		 flush_mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -1120,15 +1179,19 @@ index_flush(void)
 	up = index_prep("UPDATE inode SET size = ?2, mtime = ?3, ctime = ?4 "
 	    "WHERE id = ?1");
 	acc = index_prep("UPDATE inode SET atime_seen = max(atime_seen, ?2), "
-	    "accesses = accesses + 1 WHERE id = ?1");
+	    "accesses = CASE WHEN ?3 > 0 AND ?2 - window_start > ?3 THEN 1 "
+	    "ELSE accesses + 1 END, window_start = CASE WHEN ?3 > 0 AND "
+	    "?2 - window_start > ?3 THEN ?2 ELSE window_start END "
+	    "WHERE id = ?1");
 	for (i = 0; i < n && up != NULL && acc != NULL; i++) {
 		sqlite3_stmt	*q = batch[i].access ? acc : up;
 
 		sqlite3_reset(q);
 		sqlite3_bind_int64(q, 1, batch[i].id);
-		if (batch[i].access)
+		if (batch[i].access) {
 			sqlite3_bind_int64(q, 2, batch[i].when);
-		else {
+			sqlite3_bind_int64(q, 3, window);
+		} else {
 			sqlite3_bind_int64(q, 2, batch[i].size);
 			sqlite3_bind_int64(q, 3, batch[i].mtime);
 			sqlite3_bind_int64(q, 4, batch[i].ctime);
@@ -1438,6 +1501,108 @@ out:
 		return (rv);
 	}
 	*out = v;
+	*np = n;
+	return (0);
+}
+
+/*
+ * A read-only connection of the caller's own, for queries that read many
+ * rows: in WAL mode they run beside the writers, without index_mtx.
+ */
+static int
+index_reader(sqlite3 **db)
+{
+	int	rv;
+
+	*db = NULL;
+	if (index_file == NULL)
+		return (-ENXIO);
+	if (sqlite3_open_v2(index_file, db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rv = index_err(*db, "read-only connection");
+		sqlite3_close(*db);
+		*db = NULL;
+		return (rv);
+	}
+	sqlite3_busy_timeout(*db, 10000);
+	return (0);
+}
+
+/* The regular files on each of the first n tiers and their bytes. */
+int
+index_tier_usage(int n, uint64_t *files, uint64_t *bytes)
+{
+	sqlite3		*db;
+	sqlite3_stmt	*q = NULL;
+	int		 t, rv;
+
+	if ((rv = index_reader(&db)) != 0)
+		return (rv);
+	if (sqlite3_prepare_v2(db, "SELECT count(*), sum(size) FROM inode "
+	    "WHERE tier = ? AND type = 32768", -1, &q, NULL) != SQLITE_OK) {
+		rv = index_err(db, "tier usage");
+		goto out;
+	}
+	for (t = 0; t < n; t++) {
+		sqlite3_reset(q);
+		sqlite3_bind_int(q, 1, t);
+		if (sqlite3_step(q) != SQLITE_ROW) {
+			rv = index_err(db, "tier usage");
+			break;
+		}
+		files[t] = sqlite3_column_int64(q, 0);
+		bytes[t] = sqlite3_column_int64(q, 1);
+	}
+out:
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return (rv);
+}
+
+/* The pinned inodes, in id order; *ids is malloc'd. */
+int
+index_pins(fuse_ino_t **ids, size_t *np)
+{
+	sqlite3		*db;
+	sqlite3_stmt	*q = NULL;
+	fuse_ino_t	*v = NULL, *nv;
+	size_t		 n = 0, cap = 0;
+	int		 rv;
+
+	*ids = NULL;
+	*np = 0;
+	if ((rv = index_reader(&db)) != 0)
+		return (rv);
+	if (sqlite3_prepare_v2(db, "SELECT id FROM inode WHERE pin != 0 "
+	    "ORDER BY id", -1, &q, NULL) != SQLITE_OK) {
+		rv = index_err(db, "pins");
+		goto out;
+	}
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((nv = realloc(v, cap * sizeof *v)) == NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n++] = sqlite3_column_int64(q, 0);
+	}
+	if (rv == SQLITE_DONE)
+		rv = 0;
+	else if (rv == SQLITE_NOMEM)
+		rv = -ENOMEM;
+	else
+		rv = index_err(db, "pins");
+out:
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	if (rv != 0) {
+		free(v);
+		return (rv);
+	}
+	*ids = v;
 	*np = n;
 	return (0);
 }

@@ -483,12 +483,13 @@ struct mig_plan {
 /*
  * Decide for one file (and, unless planning, move it).  force_to >= 0: a
  * watermark run, moving to that tier unless a policy excludes the file
- * or sends it elsewhere.  Returns 0 (moved or nothing to do), or counts a
+ * or sends it elsewhere; with promote, a promotion to that tier unless a
+ * policy excludes the file.  Returns 0 (moved or nothing to do), or counts a
  * skip or an error in the current run.
  */
 static void
-mig_one(const struct irow *r, int force_to, const struct mig_plan *plan,
-    const struct mig_limits *lim)
+mig_one(const struct irow *r, int force_to, int promote,
+    const struct mig_plan *plan, const struct mig_limits *lim)
 {
 	const struct dfs_config_policy	*p = NULL;
 	struct mig_item			 it;
@@ -525,7 +526,12 @@ mig_one(const struct irow *r, int force_to, const struct mig_plan *plan,
 		if (p->action == DFS_POLICY_MIGRATE)
 			to = p->to;
 	}
-	if (force_to >= 0 && (k < 0 || p->action == DFS_POLICY_MIGRATE))
+	if (promote && (k < 0 || p->action == DFS_POLICY_MIGRATE)) {
+		/* Read often: up a tier, whatever would move it down. */
+		to = force_to;
+		snprintf(it.policy, sizeof it.policy, "promotion");
+		snprintf(it.why, sizeof it.why, "read often within the window");
+	} else if (force_to >= 0 && (k < 0 || p->action == DFS_POLICY_MIGRATE))
 		to = to >= 0 ? to : force_to;
 	if (k >= 0 && p->action == DFS_POLICY_EXCLUDE)
 		it.skip = MIG_SKIP_EXCLUDED;
@@ -638,9 +644,10 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 	const struct dfs_config	*c;
 	size_t			 i, n, k;
 	int			 t, from, to, by, high, low, npol;
-	int64_t			 before;
+	int64_t			 before, reads, window;
 
 	pthread_mutex_lock(&mig_conf_mtx);
+	/* The config may be replaced by a reload: read it only under the lock. */
 	c = mig_conf;
 	lim.bandwidth = c != NULL ? c->migration.bandwidth : 0;
 	lim.verify = c != NULL ? c->migration.verify : 0;
@@ -651,12 +658,13 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 		for (i = 0; i < npaths && !mig_limited(); i++) {
 			if (mig_lookup_path(paths[i], &r) == 0 &&
 			    r.type == S_IFREG)
-				mig_one(&r, -1, plan, &lim);
+				mig_one(&r, -1, 0, plan, &lim);
 		}
 		return;
 	}
 	for (t = 0; t + 1 < dfs.ntiers && plan == NULL; t++) {
 		pthread_mutex_lock(&mig_conf_mtx);
+		c = mig_conf;
 		high = c != NULL && t < c->ntiers ? c->tiers[t].high_watermark :
 		    0;
 		low = c != NULL && t < c->ntiers ? c->tiers[t].low_watermark :
@@ -673,7 +681,7 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 				break;
 			for (i = 0; i < n && mig_usage(t) > low &&
 			    !mig_limited(); i++)
-				mig_one(&rows[i], t + 1, NULL, &lim);
+				mig_one(&rows[i], t + 1, 0, NULL, &lim);
 			free(rows);
 			if (n < MIG_BATCH)
 				break;
@@ -702,9 +710,22 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 			    8, &rows, &n) != 0)
 				continue;
 			for (i = 0; i < n && !mig_limited(); i++)
-				mig_one(&rows[i], -1, plan, &lim);
+				mig_one(&rows[i], -1, 0, plan, &lim);
 			free(rows);
 		}
+	}
+	pthread_mutex_lock(&mig_conf_mtx);
+	c = mig_conf;
+	reads = c != NULL ? c->migration.promote_after_reads : 0;
+	window = c != NULL ? c->migration.promote_window : 0;
+	pthread_mutex_unlock(&mig_conf_mtx);
+	for (t = 1; reads > 0 && t < dfs.ntiers && !mig_limited(); t++) {
+		if (index_hot(t, reads, mig_now_ns() - window * 1000000000,
+		    MIG_BATCH, &rows, &n) != 0)
+			continue;
+		for (i = 0; i < n && !mig_limited(); i++)
+			mig_one(&rows[i], t - 1, 1, plan, &lim);
+		free(rows);
 	}
 }
 
@@ -774,6 +795,7 @@ mig_main(void *arg)
 	char		**paths;
 	size_t		 npaths;
 	time_t		 last = time(NULL), interval;
+	int64_t		 window;
 	int		 kicked;
 
 	(void)arg;
@@ -790,7 +812,6 @@ mig_main(void *arg)
 				break;
 		if (mig_stop)
 			break;
-		index_flush();
 		kicked = mig_kick;
 		paths = mig_kick_paths;
 		npaths = mig_kick_npaths;
@@ -801,7 +822,10 @@ mig_main(void *arg)
 
 		pthread_mutex_lock(&mig_conf_mtx);
 		interval = mig_conf != NULL ? mig_conf->migration.interval : 0;
+		window = mig_conf != NULL ?
+		    mig_conf->migration.promote_window * 1000000000 : 0;
 		pthread_mutex_unlock(&mig_conf_mtx);
+		index_flush(window);
 		/* Automatic runs wait for a complete index. */
 		if (kicked)
 			mig_record("request", paths, npaths);

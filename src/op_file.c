@@ -40,24 +40,18 @@ op_cache_check(struct handle *h, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&op_file_mtx);
 }
 
-/* Accesses through dfs, for "age_by = access"; one per file a minute. */
+/*
+ * Opens through dfs, for "age_by = access" and promotion; the index
+ * takes them in batches.
+ */
 static void
 op_note_access(struct handle *h)
 {
-	struct timespec	 ts;
-	struct node	*n = h->node;
-	int64_t		 now;
-	int		 due;
+	struct timespec	ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-	pthread_mutex_lock(&op_file_mtx);
-	due = now - n->access_ns > 60 * (int64_t)1000000000;
-	if (due)
-		n->access_ns = now;
-	pthread_mutex_unlock(&op_file_mtx);
-	if (due)
-		index_defer_access(n->id, now);
+	index_defer_access(h->node->id, (int64_t)ts.tv_sec * 1000000000 +
+	    ts.tv_nsec);
 }
 
 static int
