@@ -527,7 +527,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 			to = p->to;
 	}
 	if (promote && (k < 0 || p->action == DFS_POLICY_MIGRATE)) {
-		/* Read often: up a tier, whatever would move it down. */
+		/* Read often: back to the first tier, whatever would move it down. */
 		to = force_to;
 		snprintf(it.policy, sizeof it.policy, "promotion");
 		snprintf(it.why, sizeof it.why, "read often within the window");
@@ -724,7 +724,7 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 		    MIG_BATCH, &rows, &n) != 0)
 			continue;
 		for (i = 0; i < n && !mig_limited(); i++)
-			mig_one(&rows[i], t - 1, 1, plan, &lim);
+			mig_one(&rows[i], 0, 1, plan, &lim);
 		free(rows);
 	}
 }
