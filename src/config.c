@@ -82,6 +82,7 @@ static const struct config_word config_words[] = {
 	{ "age_by", "ctime", DFS_AGE_CTIME },
 	{ "age_by", "atime", DFS_AGE_ATIME },
 	{ "age_by", "access", DFS_AGE_ACCESS },
+	{ "hardlinks", "move", DFS_HARDLINKS_MOVE },
 	{ "hardlinks", "skip", DFS_HARDLINKS_SKIP },
 };
 
@@ -143,8 +144,7 @@ static cfg_opt_t config_migration_opts[] = {
 	CFG_STR_CB("max_bytes", "0", CFGF_NONE, config_parse_size),
 	CFG_STR_CB("bandwidth", "0", CFGF_NONE, config_parse_size),
 	CFG_BOOL_CB("verify", cfg_false, CFGF_NONE, config_parse_bool),
-	/* Moving a link group as one unit is not built yet: never split it. */
-	CFG_INT_CB("hardlinks", DFS_HARDLINKS_SKIP, CFGF_NONE,
+	CFG_INT_CB("hardlinks", DFS_HARDLINKS_MOVE, CFGF_NONE,
 	    config_parse_word),
 	CFG_INT_CB("promote_after_reads", 0, CFGF_NONE, config_parse_count),
 	CFG_STR_CB("promote_window", "1d", CFGF_NONE, config_parse_duration),

@@ -19,7 +19,17 @@
 
 #include "dfs.h"
 
-#define INDEX_VERSION	4
+/*
+ * The schema version, in PRAGMA user_version.  An index of an older
+ * version is brought up to date by the steps in index_upgrade, in order,
+ * in one transaction; none has been needed since the first release.
+ */
+#define INDEX_VERSION	1
+
+static const char *const index_upgrade[INDEX_VERSION + 1] = {
+	[0] = NULL,	/* new: the schema below creates everything */
+	[1] = NULL,
+};
 
 enum {
 	Q_LOOKUP,
@@ -104,12 +114,15 @@ static const char index_schema[] =
     "  partial INTEGER DEFAULT 0,"
     "  moved_at INTEGER DEFAULT 0,"	/* last migration, ns */
     "  window_start INTEGER DEFAULT 0);"	/* accesses counted since, ns */
-    /* Moves in progress: what recovery finishes or undoes. */
+    /*
+     * Moves in progress, one row per name of the file (a hard-link group
+     * has several): what recovery finishes or undoes.
+     */
     "CREATE TABLE IF NOT EXISTS journal ("
-    "  inode INTEGER PRIMARY KEY, src INTEGER NOT NULL, dst INTEGER NOT NULL,"
+    "  inode INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL,"
     "  parent INTEGER NOT NULL, name TEXT NOT NULL, tmp TEXT NOT NULL,"
     "  ino INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER,"
-    "  state INTEGER NOT NULL);"
+    "  state INTEGER NOT NULL, PRIMARY KEY (inode, parent, name));"
     "CREATE TABLE IF NOT EXISTS dentry ("
     "  parent INTEGER NOT NULL, name TEXT NOT NULL, inode INTEGER NOT NULL,"
     "  gen INTEGER DEFAULT 0, PRIMARY KEY (parent, name)) WITHOUT ROWID;"
@@ -148,10 +161,17 @@ index_err(sqlite3 *db, const char *what)
 	}
 }
 
+/*
+ * Open a connection to the index: the schema is created or upgraded
+ * first, then every statement is prepared.
+ */
 static int
 index_conn_open(struct index_conn *c, char **cause)
 {
-	int	i;
+	sqlite3_stmt	*q = NULL;
+	int64_t		 version = -1;
+	char		 sql[64];
+	int		 i;
 
 	if (sqlite3_open_v2(index_file, &c->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
@@ -162,8 +182,30 @@ index_conn_open(struct index_conn *c, char **cause)
 	sqlite3_busy_timeout(c->db, 10000);
 	if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL;"
 	    "PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=OFF;"
-	    "PRAGMA temp_store=MEMORY;", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(c->db, index_schema, NULL, NULL, NULL) != SQLITE_OK)
+	    "PRAGMA temp_store=MEMORY;BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		goto fail;
+	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &q,
+	    NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		version = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	if (version < 0)
+		goto fail;
+	if (version > INDEX_VERSION) {
+		asprintf(cause, "index %s: version %lld is newer than this "
+		    "dfs knows (%d)", index_file, (long long)version,
+		    INDEX_VERSION);
+		goto fail_cause;
+	}
+	for (i = (int)version + 1; version > 0 && i <= INDEX_VERSION; i++) {
+		if (index_upgrade[i] != NULL && sqlite3_exec(c->db,
+		    index_upgrade[i], NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", INDEX_VERSION);
+	if (sqlite3_exec(c->db, index_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	for (i = 0; i < Q_LAST; i++) {
 		if (sqlite3_prepare_v3(c->db, index_sql[i], -1,
@@ -173,8 +215,11 @@ index_conn_open(struct index_conn *c, char **cause)
 	return (0);
 fail:
 	asprintf(cause, "index %s: %s", index_file, sqlite3_errmsg(c->db));
-	for (i = 0; i < Q_LAST; i++)
+fail_cause:
+	for (i = 0; i < Q_LAST; i++) {
 		sqlite3_finalize(c->q[i]);
+		c->q[i] = NULL;
+	}
 	sqlite3_close(c->db);
 	c->db = NULL;
 	return (-1);
@@ -239,51 +284,14 @@ int
 index_open(const char *path, char **cause)
 {
 	struct index_conn	*c = &index_main;
-	sqlite3_stmt		*q;
-	int64_t			 version, dirty, scanned;
+	int64_t			 dirty, scanned;
 	int			 rv;
 
 	index_file = strdup(path);
 	if (index_conn_open(c, cause) != 0)
 		return (-1);
-	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &q,
-	    NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
-		asprintf(cause, "index %s: %s", path, sqlite3_errmsg(c->db));
-		sqlite3_finalize(q);
-		return (-1);
-	}
-	version = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	if (version > INDEX_VERSION) {
-		asprintf(cause, "index %s: version %lld is newer than this "
-		    "dfs knows (%d)", path, (long long)version, INDEX_VERSION);
-		return (-1);
-	}
-	/* Each version upgrades from the one before. */
-	if (version == 1 && sqlite3_exec(c->db, "ALTER TABLE inode ADD "
-	    "COLUMN partial INTEGER DEFAULT 0", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
-		asprintf(cause, "index %s: upgrade: %s", path,
-		    sqlite3_errmsg(c->db));
-		return (-1);
-	}
-	if (version >= 1 && version < 3 && sqlite3_exec(c->db, "ALTER TABLE "
-	    "inode ADD COLUMN moved_at INTEGER DEFAULT 0", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
-		asprintf(cause, "index %s: upgrade: %s", path,
-		    sqlite3_errmsg(c->db));
-		return (-1);
-	}
-	if (version >= 1 && version < 4 && sqlite3_exec(c->db, "ALTER TABLE "
-	    "inode ADD COLUMN window_start INTEGER DEFAULT 0", NULL, NULL,
-	    NULL) != SQLITE_OK) {
-		asprintf(cause, "index %s: upgrade: %s", path,
-		    sqlite3_errmsg(c->db));
-		return (-1);
-	}
-	sqlite3_exec(c->db, "PRAGMA user_version = 4;"
-	    "INSERT OR IGNORE INTO inode (id, type, tier, tiers) "
-	    "VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
+	sqlite3_exec(c->db, "INSERT OR IGNORE INTO inode (id, type, tier, "
+	    "tiers) VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
 	dirty = index_meta_get(c, "dirty", 1);
 	scanned = index_meta_get(c, "scanned", 0);
 	atomic_store(&index_gen, index_meta_get(c, "gen", 0));

@@ -159,7 +159,7 @@ migrate_recover(void)
 		src_ok = sfd >= 0 && tier_fstatat(j->src, sfd, j->name,
 		    &st) == 0 && (uint64_t)st.st_ino == j->ino &&
 		    st.st_size == j->size && mig_ns(&st.st_mtim) == j->mtime;
-		if (dfd >= 0)
+		if (dfd >= 0 && j->tmp[0] != '\0')
 			tier_unlinkat(j->dst, dfd, j->tmp, 0);
 		if (j->state == JOURNAL_COPYING && src_ok && dfd >= 0 &&
 		    tier_fstatat(j->dst, dfd, j->name, &dst) == 0 &&
@@ -314,23 +314,33 @@ mig_same(const struct stat *a, const struct stat *b)
 	    mig_ns(&a->st_ctim) == mig_ns(&b->st_ctim));
 }
 
+/* Another name of a hard-linked file being moved. */
+struct mig_name {
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	int		 sfd;
+	int		 dfd;
+};
+
 struct mig_limits {
 	uint64_t	bandwidth;
 	int		verify;
 };
 
 /*
- * Move node n (a file with one name: name in parent) from tier src to
- * dst.  Returns 0 when moved, a skip reason (> 0), or -errno.
+ * Move node n (name in parent, and the other names of a hard-link group
+ * in extra) from tier src to dst: every name moves, or none.  Returns 0
+ * when moved, a skip reason (> 0), or -errno.
  */
 static int
 mig_move(struct node *n, struct node *parent, const char *name,
     const struct stat *st, int src, int dst, const struct mig_limits *lim,
-    uint64_t *bytes)
+    uint64_t *bytes, struct mig_name *extra, size_t nextra)
 {
 	struct jrow	 j;
 	struct stat	 now, cst;
 	struct timespec	 ts[2];
+	size_t		 i, linked = 0;
 	int		 sfd, dfd, in = -1, out = -1, rv, moving = 0;
 
 	if ((sfd = node_dirfd(parent, src)) < 0)
@@ -339,6 +349,14 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		return (dfd);
 	if (tier_fstatat(dst, dfd, name, &cst) == 0)
 		return (MIG_SKIP_CONFLICT);
+	for (i = 0; i < nextra; i++) {
+		if ((extra[i].sfd = node_dirfd(extra[i].parent, src)) < 0)
+			return (extra[i].sfd);
+		if ((extra[i].dfd = ns_ensure_dir(extra[i].parent, dst)) < 0)
+			return (extra[i].dfd);
+		if (tier_fstatat(dst, extra[i].dfd, extra[i].name, &cst) == 0)
+			return (MIG_SKIP_CONFLICT);
+	}
 	memset(&j, 0, sizeof j);
 	j.id = n->id;
 	j.src = src;
@@ -354,6 +372,16 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	j.state = JOURNAL_COPYING;
 	if ((rv = index_journal_add(&j)) != 0)
 		return (rv);
+	/* One row per name, so recovery can finish or undo each. */
+	for (i = 0; i < nextra; i++) {
+		struct jrow	l = j;
+
+		l.parent = extra[i].parent->id;
+		snprintf(l.name, sizeof l.name, "%s", extra[i].name);
+		l.tmp[0] = '\0';
+		if ((rv = index_journal_add(&l)) != 0)
+			goto abort;
+	}
 	mig_crash("journal");
 
 	if ((in = tier_openat(src, sfd, name, O_RDONLY, 0)) < 0) {
@@ -420,6 +448,14 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		tier_renameat2(dst, dfd, name, dfd, j.tmp, RENAME_NOREPLACE);
 		goto abort;
 	}
+	for (linked = 0; linked < nextra; linked++) {
+		if ((rv = tier_linkat(dst, dfd, name, extra[linked].dfd,
+		    extra[linked].name)) != 0 ||
+		    (rv = mig_fsync_dir(dst, extra[linked].dfd)) != 0) {
+			tier_unlinkat(dst, dfd, name, 0);
+			goto abort;
+		}
+	}
 	mig_crash("renamed");
 	if ((rv = index_switch(n->id, dst, cst.st_dev, cst.st_ino)) != 0) {
 		/* The source is still the file: take the copy back out. */
@@ -433,6 +469,10 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	/* Readers holding the source open keep reading it. */
 	tier_unlinkat(src, sfd, name, 0);
 	mig_fsync_dir(src, sfd);
+	for (i = 0; i < nextra; i++) {
+		tier_unlinkat(src, extra[i].sfd, extra[i].name, 0);
+		mig_fsync_dir(src, extra[i].sfd);
+	}
 	mig_crash("unlinked");
 	index_journal_del(n->id);
 	close(in);
@@ -442,6 +482,10 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	return (0);
 
 abort:
+	while (linked > 0) {
+		linked--;
+		tier_unlinkat(dst, extra[linked].dfd, extra[linked].name, 0);
+	}
 	if (moving)
 		node_move_end(n, -1, 0, 0);
 	if (in >= 0)
@@ -450,6 +494,66 @@ abort:
 		close(out);
 	tier_unlinkat(dst, dfd, j.tmp, 0);
 	index_journal_del(n->id);
+	return (rv);
+}
+
+/*
+ * A hard-link group moves as one unit: every name the index knows, which
+ * must be all of them (st_nlink), is held in the node table so that
+ * operations on any name wait out the switch.
+ */
+static int
+mig_move_group(struct node *n, struct node *parent, const char *name,
+    const struct stat *st, int src, int dst, const struct mig_limits *lim,
+    uint64_t *bytes)
+{
+	struct mig_name	*extra = NULL;
+	struct probe	 p;
+	struct node	*ln;
+	fuse_ino_t	*parents = NULL;
+	char		**names = NULL;
+	size_t		 count = 0, i, nextra = 0;
+	int		 rv;
+
+	if ((rv = index_names(n->id, &parents, &names, &count)) != 0)
+		return (rv);
+	if (count != (size_t)st->st_nlink) {
+		rv = MIG_SKIP_LINKS;	/* a name the index does not know */
+		goto out;
+	}
+	if ((extra = calloc(count, sizeof *extra)) == NULL) {
+		rv = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		if (parents[i] == parent->id && strcmp(names[i], name) == 0)
+			continue;
+		extra[nextra].parent = resolve_node(parents[i], 0);
+		if (extra[nextra].parent == NULL ||
+		    resolve_probe(extra[nextra].parent, names[i], &p) != 0 ||
+		    p.id != n->id || p.tier != src ||
+		    (ln = node_enter(extra[nextra].parent, names[i], &p)) ==
+		    NULL) {
+			node_put(extra[nextra].parent);
+			rv = MIG_SKIP_CHANGED;
+			goto out;
+		}
+		snprintf(extra[nextra].name, sizeof extra[nextra].name, "%s",
+		    names[i]);
+		nextra++;
+	}
+	rv = mig_move(n, parent, name, st, src, dst, lim, bytes, extra,
+	    nextra);
+out:
+	for (i = 0; i < nextra; i++) {
+		node_forget(n->id, 1);	/* the lookups node_enter counted */
+		node_put(extra[i].parent);
+	}
+	for (i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	free(parents);
+	free(extra);
 	return (rv);
 }
 
@@ -538,7 +642,8 @@ mig_one(const struct irow *r, int force_to, int promote,
 	else if (to >= 0 && r->moved_at > 0 && now - r->moved_at <
 	    (int64_t)mig_conf->migration.min_residency * 1000000000)
 		it.skip = MIG_SKIP_RESIDENCY;
-	else if (to >= 0 && st.st_nlink > 1)
+	else if (to >= 0 && st.st_nlink > 1 &&
+	    mig_conf->migration.hardlinks == DFS_HARDLINKS_SKIP)
 		it.skip = MIG_SKIP_LINKS;
 	pthread_mutex_unlock(&mig_conf_mtx);
 	if (it.skip < 0 && to >= 0 && mig_pinned(r->id))
@@ -550,7 +655,11 @@ mig_one(const struct irow *r, int force_to, int promote,
 		plan->cb(plan->arg, &it);
 		goto out;
 	}
-	rv = mig_move(n, parent, name, &st, src, to, lim, &bytes);
+	if (st.st_nlink > 1)
+		rv = mig_move_group(n, parent, name, &st, src, to, lim, &bytes);
+	else
+		rv = mig_move(n, parent, name, &st, src, to, lim, &bytes,
+		    NULL, 0);
 	pthread_mutex_lock(&mig_mtx);
 	if (rv == 0) {
 		mig_cur.files++;

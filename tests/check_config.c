@@ -93,7 +93,7 @@ START_TEST(test_minimal)
 	ck_assert_int_eq(m->max_bytes, 0);
 	ck_assert_int_eq(m->bandwidth, 0);
 	ck_assert_int_eq(m->verify, 0);
-	ck_assert_int_eq(m->hardlinks, DFS_HARDLINKS_SKIP);
+	ck_assert_int_eq(m->hardlinks, DFS_HARDLINKS_MOVE);
 	ck_assert_int_eq(m->promote_after_reads, 0);
 	ck_assert_int_eq(m->promote_window, 86400);
 	ck_assert_int_eq(m->min_residency, 86400);
