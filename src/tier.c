@@ -165,7 +165,7 @@ tier_count(int t, atomic_uint_fast64_t *c, uint64_t n)
 /*
  * Account a failed call and log it with its context.  Answers a client
  * gets in normal use (no such file, exists, not empty, permission) are
- * logged at debug level only.  Returns -err.
+ * logged at debug level only and are not the tier's errors.  Returns -err.
  */
 int
 tier_error(int t, const char *op, const char *name, int err)
@@ -188,14 +188,14 @@ tier_error(int t, const char *op, const char *name, int err)
 	case EXDEV:
 		log_debug("tier %s: %s %s: %s", dfs.tiers[t].name, op,
 		    name != NULL ? name : "", strerror(err));
-		break;
+		return (-err);
 	default:
+		/* Only these count as the tier's errors in dfsctl stats. */
 		log_warn("tier %s: %s %s: %s", dfs.tiers[t].name, op,
 		    name != NULL ? name : "", strerror(err));
-		break;
+		tier_count(t, &dfs.tiers[t].stats.errors, 1);
+		return (-err);
 	}
-	tier_count(t, &dfs.tiers[t].stats.errors, 1);
-	return (-err);
 }
 
 /* A syscall's result as 0 (or the value) or -errno, errors accounted. */
