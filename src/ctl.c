@@ -84,6 +84,14 @@ static int	ctl_cmd_scan(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_scan_status(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_where(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_conflicts(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_migrate(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_migrate_status(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_migrate_plan(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_explain(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_pin(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_unpin(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_pins(struct ctl_client *, struct ctl_buf *);
+static void	ctl_runs(struct ctl_buf *, const struct mig_status *, int);
 static void	ctl_scan_json(struct ctl_buf *, const struct scan_progress *);
 static void	ctl_scan_line(struct ctl_buf *, const struct scan_progress *);
 
@@ -101,6 +109,19 @@ static const struct ctl_command ctl_commands[] = {
 	    ctl_cmd_where },
 	{ DFS_CMD_CONFLICTS, "conflicts", 0, 0, DFS_FLAG_JSON,
 	    ctl_cmd_conflicts },
+	{ DFS_CMD_MIGRATE, "migrate", 0, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
+	    ctl_cmd_migrate },
+	{ DFS_CMD_MIGRATE_STATUS, "migrate status", 8, 8, DFS_FLAG_JSON,
+	    ctl_cmd_migrate_status },
+	{ DFS_CMD_MIGRATE_PLAN, "migrate --dry-run", 0, DFS_PROTO_MAX_PAYLOAD,
+	    DFS_FLAG_JSON, ctl_cmd_migrate_plan },
+	{ DFS_CMD_EXPLAIN, "explain", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
+	    ctl_cmd_explain },
+	{ DFS_CMD_PIN, "pin", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
+	    ctl_cmd_pin },
+	{ DFS_CMD_UNPIN, "unpin", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
+	    ctl_cmd_unpin },
+	{ DFS_CMD_PINS, "pins", 0, 0, DFS_FLAG_JSON, ctl_cmd_pins },
 };
 #define CTL_NCOMMANDS	(sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -388,14 +409,19 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 {
 	struct ctl_space	 sp[DFS_MAX_TIERS];
 	struct scan_progress	 scan;
+	struct mig_status	 mig;
 	struct timespec		 now;
-	char			 used[16], total[16];
+	uint64_t		 files[DFS_MAX_TIERS], bytes[DFS_MAX_TIERS];
+	char			 used[16], total[16], held[16];
 	unsigned long		 nodes = node_count(), nconflicts;
 	long			 up;
 	int			 i, wname = 4, wpath = 4, haveconflicts;
+	int			 haveusage;
 
 	scan_progress(&scan);
 	haveconflicts = index_conflict_count(&nconflicts) == 0;
+	haveusage = index_tier_usage(dfs.ntiers, files, bytes) == 0;
+	migrate_status(&mig);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	up = now.tv_sec - ctl_started.tv_sec;
 	for (i = 0; i < dfs.ntiers; i++)
@@ -417,6 +443,8 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 			ctl_buf_printf(b, "null");
 		ctl_buf_printf(b, ",\"scan\":");
 		ctl_scan_json(b, &scan);
+		ctl_buf_printf(b, ",\"migration\":");
+		ctl_runs(b, &mig, 1);
 		ctl_buf_printf(b, ",\"tiers\":[");
 		for (i = 0; i < dfs.ntiers; i++) {
 			ctl_buf_printf(b, "%s{\"name\":", i == 0 ? "" : ",");
@@ -432,6 +460,12 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 				    PRIu64 ",\"percent\":%d", sp[i].used,
 				    sp[i].avail, sp[i].total, sp[i].percent);
 			}
+			if (haveusage)
+				ctl_buf_printf(b, ",\"files\":%" PRIu64
+				    ",\"bytes\":%" PRIu64, files[i], bytes[i]);
+			else
+				ctl_buf_printf(b, ",\"files\":null,"
+				    "\"bytes\":null");
 			ctl_buf_putc(b, '}');
 		}
 		ctl_buf_printf(b, "]}\n");
@@ -462,8 +496,8 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		if ((int)strlen(dfs.tiers[i].path) > wpath)
 			wpath = strlen(dfs.tiers[i].path);
 	}
-	ctl_buf_printf(b, "%-*s  %-*s  %7s  %7s  %4s\n", wname, "TIER", wpath,
-	    "PATH", "USED", "SIZE", "USE%");
+	ctl_buf_printf(b, "%-*s  %-*s  %7s  %7s  %4s  %8s  %7s\n", wname,
+	    "TIER", wpath, "PATH", "USED", "SIZE", "USE%", "FILES", "DATA");
 	for (i = 0; i < dfs.ntiers; i++) {
 		ctl_buf_text(b, dfs.tiers[i].name, wname);
 		ctl_buf_printf(b, "  ");
@@ -474,9 +508,17 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		}
 		ctl_size(used, sizeof used, sp[i].used);
 		ctl_size(total, sizeof total, sp[i].total);
-		ctl_buf_printf(b, "  %7s  %7s  %3d%%\n", used, total,
+		ctl_buf_printf(b, "  %7s  %7s  %3d%%", used, total,
 		    sp[i].percent);
+		if (haveusage) {
+			ctl_size(held, sizeof held, bytes[i]);
+			ctl_buf_printf(b, "  %8" PRIu64 "  %7s\n", files[i],
+			    held);
+		} else
+			ctl_buf_printf(b, "  %8s  %7s\n", "-", "-");
 	}
+	ctl_buf_putc(b, '\n');
+	ctl_runs(b, &mig, 0);
 	return (DFS_STATUS_OK);
 }
 
@@ -1065,6 +1107,850 @@ ctl_cmd_conflicts(struct ctl_client *c, struct ctl_buf *b)
 	index_conflicts_free(v, n);
 	return (DFS_STATUS_OK);
 }
+
+/* --- migration: runs, plans, explain, pins ------------------------------ */
+
+/* A duration as "200d", "5h", "30m" or "12s". */
+static void
+ctl_age(char *buf, size_t len, int64_t s)
+{
+	if (s < 0)
+		snprintf(buf, len, "-");
+	else if (s >= 2 * 86400)
+		snprintf(buf, len, "%lldd", (long long)(s / 86400));
+	else if (s >= 2 * 3600)
+		snprintf(buf, len, "%lldh", (long long)(s / 3600));
+	else if (s >= 2 * 60)
+		snprintf(buf, len, "%lldm", (long long)(s / 60));
+	else
+		snprintf(buf, len, "%llds", (long long)s);
+}
+
+static const char *
+ctl_tier_name(int t)
+{
+	return (t >= 0 && t < dfs.ntiers ? dfs.tiers[t].name : "-");
+}
+
+/* A path from the mount root ("/a/b") as the mount shows it. */
+static void
+ctl_mount_path(struct ctl_buf *b, const char *rel)
+{
+	const char	*m = dfs.mountpoint;
+
+	if (m == NULL || strcmp(m, "/") == 0)
+		ctl_buf_printf(b, "%s", rel);
+	else if (strcmp(rel, "/") == 0)
+		ctl_buf_printf(b, "%s", m);
+	else
+		ctl_buf_printf(b, "%s%s", m, rel);
+}
+
+/*
+ * The index row of a path a client gave, and its canonical path from the
+ * mount root in rel (PATH_MAX bytes).  0, or -1 with the reason in b.
+ */
+static int
+ctl_lookup(struct ctl_buf *b, const char *path, struct irow *r, char *rel)
+{
+	const char	*sub, *e;
+	int		 rv;
+
+	if ((sub = ctl_strip_mount(path)) == NULL) {
+		ctl_buf_text(b, path, 0);
+		ctl_buf_printf(b, ": not under the mount point ");
+		ctl_buf_text(b, dfs.mountpoint != NULL ? dfs.mountpoint : "/",
+		    0);
+		return (-1);
+	}
+	if ((rv = ctl_resolve(sub, r)) == 0)
+		rv = index_path(r->id, rel, PATH_MAX);
+	if (rv != 0) {
+		ctl_buf_text(b, path, 0);
+		if (rv == -ENOENT)
+			ctl_buf_printf(b, ": not in the index");
+		else {
+			e = strerror(-rv);
+			ctl_buf_printf(b, ": %c%s", tolower((unsigned char)*e),
+			    e + 1);
+		}
+		if (rv == -ENOENT && !index_is_scanned())
+			ctl_buf_printf(b, " (no full scan has completed yet)");
+		return (-1);
+	}
+	return (0);
+}
+
+/* Runs and plans see only what the index holds. */
+static void
+ctl_unscanned(struct ctl_buf *b)
+{
+	if (!index_is_scanned())
+		ctl_buf_printf(b, "note: no full scan has completed yet; files "
+		    "not in the index yet are not considered\n");
+}
+
+/* The one path of a request (no NUL), malloc'd; NULL with b filled. */
+static char *
+ctl_one_path(struct ctl_client *c, struct ctl_buf *b, const char *what)
+{
+	char	*path;
+
+	if (memchr(c->payload, '\0', c->hdr.length) != NULL) {
+		ctl_buf_printf(b, "%s: the path contains a NUL byte", what);
+		return (NULL);
+	}
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "%s: dfs has no index", what);
+		return (NULL);
+	}
+	if ((path = strndup(c->payload, c->hdr.length)) == NULL)
+		b->nomem = 1;
+	return (path);
+}
+
+/* The paths of a request, resolved. */
+struct ctl_paths {
+	size_t		 n;
+	const char	**given;	/* into the payload */
+	char		**rel;		/* canonical, from the mount root */
+	struct irow	*rows;
+};
+
+static void
+ctl_paths_free(struct ctl_paths *p)
+{
+	size_t	i;
+
+	for (i = 0; i < p->n; i++)
+		free(p->rel[i]);
+	free(p->given);
+	free(p->rel);
+	free(p->rows);
+	memset(p, 0, sizeof *p);
+}
+
+/*
+ * A path list (each path ended by a NUL), every path in the index; files
+ * only if files is set.  0, or -1 with the reason in b.
+ */
+static int
+ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
+    int files, struct ctl_paths *p)
+{
+	const char	*s = c->payload, *end = c->payload + c->hdr.length;
+	size_t		 n = 0, i, len;
+
+	memset(p, 0, sizeof *p);
+	if (c->hdr.length != 0 && end[-1] != '\0') {
+		ctl_buf_printf(b, "%s: the path list does not end with a NUL",
+		    what);
+		return (-1);
+	}
+	for (; s < end; s += len + 1) {
+		if ((len = strlen(s)) == 0) {
+			ctl_buf_printf(b, "%s: an empty path", what);
+			return (-1);
+		}
+		n++;
+	}
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "%s: dfs has no index", what);
+		return (-1);
+	}
+	if (n == 0)
+		return (0);
+	if ((p->given = calloc(n, sizeof *p->given)) == NULL ||
+	    (p->rel = calloc(n, sizeof *p->rel)) == NULL ||
+	    (p->rows = calloc(n, sizeof *p->rows)) == NULL) {
+		ctl_paths_free(p);
+		b->nomem = 1;
+		return (-1);
+	}
+	for (s = c->payload, i = 0; i < n; s += strlen(s) + 1, i++) {
+		p->given[i] = s;
+		if ((p->rel[i] = malloc(PATH_MAX)) == NULL) {
+			b->nomem = 1;
+			break;
+		}
+		p->n = i + 1;
+		if (ctl_lookup(b, s, &p->rows[i], p->rel[i]) != 0)
+			break;
+		if (files && p->rows[i].type != S_IFREG) {
+			ctl_buf_text(b, s, 0);
+			ctl_buf_printf(b, ": a %s; only files migrate",
+			    ctl_type(p->rows[i].type));
+			break;
+		}
+	}
+	if (i < n) {
+		ctl_paths_free(p);
+		return (-1);
+	}
+	return (0);
+}
+
+static void
+ctl_run_json(struct ctl_buf *b, const struct mig_run *r, const char *state)
+{
+	double	secs;
+	int	i, n = 0;
+
+	secs = strcmp(state, "running") == 0 ? difftime(time(NULL),
+	    r->started) : r->seconds;
+	ctl_buf_printf(b, "{\"run\":%lu,\"state\":\"%s\",\"trigger\":",
+	    r->seq, state);
+	ctl_buf_json(b, r->trigger);
+	ctl_buf_printf(b, ",\"started\":%lld,\"seconds\":%.3f,\"files\":%lu,"
+	    "\"bytes\":%" PRIu64 ",\"rate\":", (long long)r->started, secs,
+	    r->files, r->bytes);
+	if (secs > 0)
+		ctl_buf_printf(b, "%.0f", r->bytes / secs);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"skipped\":{");
+	for (i = 1; i < MIG_SKIP_MAX; i++) {
+		if (r->skipped[i] == 0)
+			continue;
+		ctl_buf_printf(b, "%s", n++ == 0 ? "" : ",");
+		ctl_buf_json(b, migrate_skip_name(i));
+		ctl_buf_printf(b, ":%lu", r->skipped[i]);
+	}
+	ctl_buf_printf(b, "},\"errors\":%lu,\"last_error\":", r->errors);
+	ctl_buf_json(b, r->errors != 0 && r->last_error[0] != '\0' ?
+	    r->last_error : NULL);
+	ctl_buf_putc(b, '}');
+}
+
+static unsigned long
+ctl_skipped(const struct mig_run *r)
+{
+	unsigned long	n = 0;
+	int		i;
+
+	for (i = 1; i < MIG_SKIP_MAX; i++)
+		n += r->skipped[i];
+	return (n);
+}
+
+/* "pinned 2, hard links 1", or "-". */
+static void
+ctl_skip_text(struct ctl_buf *b, const struct mig_run *r)
+{
+	int	i, n = 0;
+
+	for (i = 1; i < MIG_SKIP_MAX; i++) {
+		if (r->skipped[i] == 0)
+			continue;
+		ctl_buf_printf(b, "%s%s %lu", n++ == 0 ? "" : ", ",
+		    migrate_skip_name(i), r->skipped[i]);
+	}
+	if (n == 0)
+		ctl_buf_putc(b, '-');
+}
+
+/* One run, several lines: the outcome dfsctl migrate --wait shows. */
+static void
+ctl_run_text(struct ctl_buf *b, const struct mig_run *r, const char *state)
+{
+	char	t[32], size[16], rate[16];
+	double	secs;
+
+	secs = strcmp(state, "running") == 0 ? difftime(time(NULL),
+	    r->started) : r->seconds;
+	ctl_time(t, sizeof t, r->started);
+	ctl_size(size, sizeof size, r->bytes);
+	ctl_buf_printf(b, "run %lu (", r->seq);
+	ctl_buf_text(b, r->trigger, 0);
+	ctl_buf_printf(b, "): %s", state);
+	if (strcmp(state, "done") == 0)
+		ctl_buf_printf(b, " in %.2f s", secs);
+	ctl_buf_printf(b, "\nstarted   %s\nmoved     %lu file%s, %s", t,
+	    r->files, r->files == 1 ? "" : "s", size);
+	if (secs > 0 && r->bytes > 0) {
+		ctl_size(rate, sizeof rate, (uint64_t)(r->bytes / secs));
+		ctl_buf_printf(b, " (%s/s)", rate);
+	}
+	ctl_buf_printf(b, "\nskipped   %lu", ctl_skipped(r));
+	if (ctl_skipped(r) != 0) {
+		ctl_buf_printf(b, ": ");
+		ctl_skip_text(b, r);
+	}
+	ctl_buf_printf(b, "\nerrors    %lu", r->errors);
+	if (r->errors != 0 && r->last_error[0] != '\0') {
+		ctl_buf_printf(b, "; last: ");
+		ctl_buf_text(b, r->last_error, 0);
+	}
+	ctl_buf_putc(b, '\n');
+}
+
+/* The running run and the last ones: JSON, or a table. */
+static void
+ctl_runs(struct ctl_buf *b, const struct mig_status *s, int json)
+{
+	const struct mig_run	*r;
+	char			 t[32], size[16];
+	size_t			 i;
+
+	if (json) {
+		ctl_buf_printf(b, "{\"running\":%s,\"current\":",
+		    s->running ? "true" : "false");
+		if (s->running)
+			ctl_run_json(b, &s->current, "running");
+		else
+			ctl_buf_printf(b, "null");
+		ctl_buf_printf(b, ",\"runs\":[");
+		for (i = 0; i < s->nruns; i++) {
+			ctl_buf_printf(b, "%s", i == 0 ? "" : ",");
+			ctl_run_json(b, &s->runs[i], "done");
+		}
+		ctl_buf_printf(b, "]}");
+		return;
+	}
+	if (s->running) {
+		ctl_size(size, sizeof size, s->current.bytes);
+		ctl_buf_printf(b, "migration    running: run %lu (",
+		    s->current.seq);
+		ctl_buf_text(b, s->current.trigger, 0);
+		ctl_buf_printf(b, ") for %.0f s, %lu files, %s so far\n",
+		    difftime(time(NULL), s->current.started),
+		    s->current.files, size);
+	} else
+		ctl_buf_printf(b, "migration    idle%s\n", s->nruns == 0 ?
+		    ", no run yet" : "");
+	if (s->nruns == 0)
+		return;
+	ctl_buf_printf(b, "%4s  %-19s  %8s  %-9s  %6s  %7s  %6s  %s\n", "RUN",
+	    "STARTED", "SECONDS", "TRIGGER", "FILES", "DATA", "ERRORS",
+	    "SKIPPED");
+	for (i = 0; i < s->nruns; i++) {
+		r = &s->runs[i];
+		ctl_time(t, sizeof t, r->started);
+		ctl_size(size, sizeof size, r->bytes);
+		ctl_buf_printf(b, "%4lu  %-19s  %8.2f  ", r->seq, t,
+		    r->seconds);
+		ctl_buf_text(b, r->trigger, 9);
+		ctl_buf_printf(b, "  %6lu  %7s  %6lu  ", r->files, size,
+		    r->errors);
+		ctl_skip_text(b, r);
+		ctl_buf_putc(b, '\n');
+		if (r->errors != 0 && r->last_error[0] != '\0') {
+			ctl_buf_printf(b, "      last error: ");
+			ctl_buf_text(b, r->last_error, 0);
+			ctl_buf_putc(b, '\n');
+		}
+	}
+}
+
+static int
+ctl_cmd_migrate(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct ctl_paths	 p;
+	unsigned long		 seq;
+
+	if (ctl_paths(c, b, "migrate", 1, &p) != 0)
+		return (DFS_STATUS_FAILED);
+	seq = migrate_kick((const char *const *)p.rel, p.n);
+	log_info("migration run %lu requested by uid %ld (pid %ld), %zu "
+	    "paths", seq, (long)c->uid, (long)c->pid, p.n);
+	if (c->hdr.flags & DFS_FLAG_JSON)
+		ctl_buf_printf(b, "{\"run\":%lu,\"paths\":%zu,\"indexed\":%s}\n",
+		    seq, p.n, index_is_scanned() ? "true" : "false");
+	else {
+		ctl_buf_printf(b, "migration run %lu started\n", seq);
+		ctl_unscanned(b);
+	}
+	ctl_paths_free(&p);
+	return (DFS_STATUS_OK);
+}
+
+static int
+ctl_cmd_migrate_status(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct mig_status	 s;
+	const struct mig_run	*r = NULL;
+	const char		*state;
+	uint64_t		 want;
+	size_t			 i;
+
+	memcpy(&want, c->payload, sizeof want);
+	migrate_status(&s);
+	if (want == 0) {
+		ctl_runs(b, &s, c->hdr.flags & DFS_FLAG_JSON);
+		if (c->hdr.flags & DFS_FLAG_JSON)
+			ctl_buf_putc(b, '\n');
+		return (DFS_STATUS_OK);
+	}
+	if (s.running && s.current.seq == want) {
+		r = &s.current;
+		state = "running";
+	} else {
+		for (i = 0; i < s.nruns && s.runs[i].seq != want; i++)
+			;
+		if (i < s.nruns) {
+			r = &s.runs[i];
+			state = "done";
+		} else
+			state = want > s.seq ? "pending" : "forgotten";
+	}
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		if (r != NULL)
+			ctl_run_json(b, r, state);
+		else
+			ctl_buf_printf(b, "{\"run\":%" PRIu64 ",\"state\":"
+			    "\"%s\"}", want, state);
+		ctl_buf_putc(b, '\n');
+	} else if (r != NULL)
+		ctl_run_text(b, r, state);
+	else
+		ctl_buf_printf(b, "run %" PRIu64 ": %s\n", want,
+		    strcmp(state, "pending") == 0 ? "not started yet" :
+		    "no longer recorded");
+	return (DFS_STATUS_OK);
+}
+
+/* What a dry run found, kept to render it in columns. */
+struct ctl_plan_item {
+	char		*path;		/* as the mount shows it */
+	char		 policy[64];
+	char		 why[256];
+	fuse_ino_t	 id;
+	int		 from;
+	int		 to;
+	int		 skip;		/* < 0: would move */
+	int64_t		 size;
+	int64_t		 age;
+};
+
+#define CTL_PLAN_MAX	20000	/* items kept of each kind */
+
+struct ctl_plan {
+	struct ctl_plan_item	*v;
+	size_t			 n;
+	size_t			 cap;
+	unsigned long		 moves;		/* counted, kept or not */
+	unsigned long		 left;
+	uint64_t		 bytes;		/* of the moves */
+	unsigned long		 dropped;
+	int			 nomem;
+	const struct ctl_paths	*paths;
+	unsigned char		*seen;		/* per path: an item named it */
+};
+
+static int
+ctl_plan_add(struct ctl_plan *pl, const struct mig_item *it)
+{
+	struct ctl_plan_item	*e, *nv;
+	struct ctl_buf		 pb;
+	size_t			 cap;
+
+	if (pl->n == pl->cap) {
+		cap = pl->cap == 0 ? 64 : pl->cap * 2;
+		if ((nv = realloc(pl->v, cap * sizeof *nv)) == NULL) {
+			pl->nomem = 1;
+			return (-1);
+		}
+		pl->v = nv;
+		pl->cap = cap;
+	}
+	memset(&pb, 0, sizeof pb);
+	ctl_mount_path(&pb, it->path);
+	if (pb.nomem) {
+		free(pb.s);
+		pl->nomem = 1;
+		return (-1);
+	}
+	e = &pl->v[pl->n++];
+	e->path = pb.s;
+	snprintf(e->policy, sizeof e->policy, "%s", it->policy);
+	snprintf(e->why, sizeof e->why, "%s", it->why);
+	e->id = it->id;
+	e->from = it->from;
+	e->to = it->to;
+	e->skip = it->skip;
+	e->size = it->size;
+	e->age = it->age;
+	return (0);
+}
+
+static void
+ctl_plan_cb(void *arg, const struct mig_item *it)
+{
+	struct ctl_plan	*pl = arg;
+	size_t		 i;
+
+	if (pl->paths != NULL) {
+		for (i = 0; i < pl->paths->n; i++)
+			if (pl->paths->rows[i].id == it->id)
+				pl->seen[i] = 1;
+	}
+	if (it->skip < 0) {
+		pl->moves++;
+		pl->bytes += it->size;
+		if (pl->moves > CTL_PLAN_MAX) {
+			pl->dropped++;
+			return;
+		}
+	} else if (++pl->left > CTL_PLAN_MAX) {
+		pl->dropped++;
+		return;
+	}
+	if (!pl->nomem)
+		ctl_plan_add(pl, it);
+}
+
+static void
+ctl_plan_free(struct ctl_plan *pl)
+{
+	size_t	i;
+
+	for (i = 0; i < pl->n; i++)
+		free(pl->v[i].path);
+	free(pl->v);
+	free(pl->seen);
+}
+
+static int
+ctl_width(int w, const char *s)
+{
+	return ((int)strlen(s) > w ? (int)strlen(s) : w);
+}
+
+static void
+ctl_plan_json(struct ctl_buf *b, const struct ctl_plan *pl)
+{
+	const struct ctl_plan_item	*e;
+	size_t				 i;
+	int				 moves, n = 0;
+
+	ctl_buf_printf(b, "{\"indexed\":%s,\"files\":%lu,\"bytes\":%" PRIu64
+	    ",\"left_count\":%lu,\"truncated\":%s", index_is_scanned() ?
+	    "true" : "false", pl->moves, pl->bytes, pl->left,
+	    pl->dropped != 0 || b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD ?
+	    "true" : "false");
+	for (moves = 1; moves >= 0; moves--) {
+		ctl_buf_printf(b, moves ? ",\"moves\":[" : "],\"left\":[");
+		n = 0;
+		for (i = 0; i < pl->n; i++) {
+			e = &pl->v[i];
+			if ((e->skip < 0) != moves)
+				continue;
+			if (b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+				break;
+			ctl_buf_printf(b, "%s{\"path\":", n++ == 0 ? "" : ",");
+			ctl_buf_json(b, e->path);
+			ctl_buf_printf(b, ",\"inode\":%llu,\"policy\":",
+			    (unsigned long long)e->id);
+			ctl_buf_json(b, e->policy[0] != '\0' ? e->policy :
+			    NULL);
+			ctl_buf_printf(b, ",\"from\":");
+			ctl_buf_json(b, e->from >= 0 ? ctl_tier_name(e->from) :
+			    NULL);
+			ctl_buf_printf(b, ",\"to\":");
+			ctl_buf_json(b, e->to >= 0 ? ctl_tier_name(e->to) :
+			    NULL);
+			ctl_buf_printf(b, ",\"age\":%lld,\"size\":%lld",
+			    (long long)e->age, (long long)e->size);
+			if (!moves) {
+				ctl_buf_printf(b, ",\"reason\":");
+				ctl_buf_json(b, e->skip > 0 ?
+				    migrate_skip_name(e->skip) : "no policy");
+			}
+			ctl_buf_printf(b, ",\"why\":");
+			ctl_buf_json(b, e->why);
+			ctl_buf_putc(b, '}');
+		}
+	}
+	ctl_buf_printf(b, "]}\n");
+}
+
+static void
+ctl_plan_text(struct ctl_buf *b, const struct ctl_plan *pl)
+{
+	const struct ctl_plan_item	*e;
+	char				 size[16], age[24], total[16];
+	size_t				 i;
+	int				 wp = 6, wf = 4, wt = 2, wr = 6;
+
+	for (i = 0; i < pl->n; i++) {
+		e = &pl->v[i];
+		wp = ctl_width(wp, e->policy);
+		if (e->skip < 0) {
+			wf = ctl_width(wf, ctl_tier_name(e->from));
+			wt = ctl_width(wt, ctl_tier_name(e->to));
+		} else
+			wr = ctl_width(wr, e->skip > 0 ?
+			    migrate_skip_name(e->skip) : "no policy");
+	}
+	ctl_size(total, sizeof total, pl->bytes);
+	if (pl->moves == 0)
+		ctl_buf_printf(b, "nothing to move\n");
+	else {
+		ctl_buf_printf(b, "would move %lu file%s, %s:\n", pl->moves,
+		    pl->moves == 1 ? "" : "s", total);
+		ctl_buf_printf(b, "%-*s  %-*s    %-*s  %6s  %7s  %s\n", wp,
+		    "POLICY", wf, "FROM", wt, "TO", "AGE", "SIZE", "PATH");
+	}
+	for (i = 0; i < pl->n; i++) {
+		e = &pl->v[i];
+		if (e->skip >= 0)
+			continue;
+		if (b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+			break;
+		ctl_age(age, sizeof age, e->age);
+		ctl_size(size, sizeof size, e->size);
+		ctl_buf_text(b, e->policy, wp);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, ctl_tier_name(e->from), wf);
+		ctl_buf_printf(b, " -> ");
+		ctl_buf_text(b, ctl_tier_name(e->to), wt);
+		ctl_buf_printf(b, "  %6s  %7s  ", age, size);
+		ctl_buf_text(b, e->path, 0);
+		ctl_buf_putc(b, '\n');
+	}
+	if (pl->left != 0) {
+		ctl_buf_printf(b, "%swould leave %lu file%s:\n", pl->moves == 0 ?
+		    "" : "\n", pl->left, pl->left == 1 ? "" : "s");
+		ctl_buf_printf(b, "%-*s  %-*s  %s\n", wr, "REASON", wp,
+		    "POLICY", "PATH (WHY)");
+	}
+	for (i = 0; i < pl->n; i++) {
+		e = &pl->v[i];
+		if (e->skip < 0)
+			continue;
+		if (b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+			break;
+		ctl_buf_text(b, e->skip > 0 ? migrate_skip_name(e->skip) :
+		    "no policy", wr);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, e->policy[0] != '\0' ? e->policy : "-", wp);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, e->path, 0);
+		ctl_buf_printf(b, " (");
+		ctl_buf_text(b, e->why, 0);
+		ctl_buf_printf(b, ")\n");
+	}
+	if (pl->dropped != 0 || b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+		ctl_buf_printf(b, "(the list is cut short)\n");
+	ctl_unscanned(b);
+}
+
+static int
+ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct ctl_paths	 p;
+	struct ctl_plan		 pl;
+	struct mig_item		*it;
+	const char		*text;
+	char			*buf;
+	size_t			 i, len;
+
+	if (ctl_paths(c, b, "migrate", 1, &p) != 0)
+		return (DFS_STATUS_FAILED);
+	memset(&pl, 0, sizeof pl);
+	if (p.n > 0) {
+		pl.paths = &p;
+		if ((pl.seen = calloc(p.n, 1)) == NULL) {
+			ctl_paths_free(&p);
+			b->nomem = 1;
+			return (DFS_STATUS_FAILED);
+		}
+	}
+	migrate_plan((const char *const *)p.rel, p.n, ctl_plan_cb, &pl);
+
+	/* A named file no policy takes: say why, as explain does. */
+	buf = malloc(PATH_MAX + 512);
+	it = malloc(sizeof *it);
+	for (i = 0; i < p.n && buf != NULL && it != NULL; i++) {
+		if (pl.seen[i])
+			continue;
+		memset(it, 0, sizeof *it);
+		it->id = p.rows[i].id;
+		it->from = p.rows[i].tier;
+		it->to = -1;
+		it->skip = 0;
+		it->size = p.rows[i].size;
+		it->age = time(NULL) - p.rows[i].mtime / 1000000000;
+		snprintf(it->path, sizeof it->path, "%s", p.rel[i]);
+		if (migrate_explain(p.rel[i], buf, PATH_MAX + 512) == 0) {
+			len = strlen(p.rel[i]);
+			text = buf;
+			if (strncmp(buf, p.rel[i], len) == 0 &&
+			    strncmp(buf + len, ": ", 2) == 0)
+				text += len + 2;
+			snprintf(it->why, sizeof it->why, "%s", text);
+		}
+		pl.seen[i] = 1;
+		ctl_plan_cb(&pl, it);
+	}
+	free(it);
+	free(buf);
+	if (pl.nomem)
+		b->nomem = 1;
+	else if (c->hdr.flags & DFS_FLAG_JSON)
+		ctl_plan_json(b, &pl);
+	else
+		ctl_plan_text(b, &pl);
+	ctl_plan_free(&pl);
+	ctl_paths_free(&p);
+	return (DFS_STATUS_OK);
+}
+
+static int
+ctl_cmd_explain(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct irow	 r;
+	const char	*text, *e;
+	char		*path, rel[PATH_MAX], *buf = NULL;
+	size_t		 len, blen = PATH_MAX + 512;
+	int		 rv = DFS_STATUS_FAILED, err;
+
+	if ((path = ctl_one_path(c, b, "explain")) == NULL)
+		return (DFS_STATUS_FAILED);
+	if (ctl_lookup(b, path, &r, rel) != 0)
+		goto out;
+	if ((buf = malloc(blen)) == NULL) {
+		b->nomem = 1;
+		goto out;
+	}
+	if ((err = migrate_explain(rel, buf, blen)) != 0) {
+		ctl_buf_text(b, path, 0);
+		e = strerror(-err);
+		ctl_buf_printf(b, ": %c%s", tolower((unsigned char)*e), e + 1);
+		goto out;
+	}
+	/* The text starts with the path it was given: show the client's. */
+	text = buf;
+	len = strlen(rel);
+	if (strncmp(buf, rel, len) == 0 && strncmp(buf + len, ": ", 2) == 0)
+		text += len + 2;
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"path\":");
+		ctl_buf_json(b, path);
+		ctl_buf_printf(b, ",\"inode\":%llu,\"type\":\"%s\",\"tier\":",
+		    (unsigned long long)r.id, ctl_type(r.type));
+		ctl_buf_json(b, r.type == S_IFDIR ? NULL : ctl_tier_name(r.tier));
+		ctl_buf_printf(b, ",\"pinned\":%s,\"explain\":", r.pin ? "true" :
+		    "false");
+		ctl_buf_json(b, text);
+		ctl_buf_printf(b, "}\n");
+	} else {
+		ctl_buf_text(b, path, 0);
+		ctl_buf_printf(b, ": ");
+		ctl_buf_text(b, text, 0);
+		ctl_buf_putc(b, '\n');
+	}
+	rv = DFS_STATUS_OK;
+out:
+	free(buf);
+	free(path);
+	return (rv);
+}
+
+static int
+ctl_pin(struct ctl_client *c, struct ctl_buf *b, int pin)
+{
+	struct irow	 r;
+	const char	*what = pin ? "pin" : "unpin", *e;
+	char		*path, rel[PATH_MAX];
+	int		 rv = DFS_STATUS_FAILED, err;
+
+	if ((path = ctl_one_path(c, b, what)) == NULL)
+		return (DFS_STATUS_FAILED);
+	if (ctl_lookup(b, path, &r, rel) != 0)
+		goto out;
+	if ((err = migrate_pin(rel, pin)) != 0) {
+		ctl_buf_text(b, path, 0);
+		e = strerror(-err);
+		ctl_buf_printf(b, ": %s: %c%s", what,
+		    tolower((unsigned char)*e), e + 1);
+		goto out;
+	}
+	log_info("%s %s by uid %ld (pid %ld)", pin ? "pinned" : "unpinned",
+	    rel, (long)c->uid, (long)c->pid);
+	if (c->hdr.flags & DFS_FLAG_JSON) {
+		ctl_buf_printf(b, "{\"path\":");
+		ctl_buf_json(b, path);
+		ctl_buf_printf(b, ",\"inode\":%llu,\"pinned\":%s}\n",
+		    (unsigned long long)r.id, pin ? "true" : "false");
+	} else {
+		ctl_buf_printf(b, "%s ", pin ? "pinned" : "unpinned");
+		ctl_buf_text(b, path, 0);
+		ctl_buf_putc(b, '\n');
+	}
+	rv = DFS_STATUS_OK;
+out:
+	free(path);
+	return (rv);
+}
+
+static int
+ctl_cmd_pin(struct ctl_client *c, struct ctl_buf *b)
+{
+	return (ctl_pin(c, b, 1));
+}
+
+static int
+ctl_cmd_unpin(struct ctl_client *c, struct ctl_buf *b)
+{
+	return (ctl_pin(c, b, 0));
+}
+
+static int
+ctl_cmd_pins(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct ctl_buf	 pb;
+	struct irow	 r;
+	fuse_ino_t	*ids;
+	char		 rel[PATH_MAX];
+	size_t		 n, i, shown = 0;
+	int		 json = c->hdr.flags & DFS_FLAG_JSON, rv;
+
+	if ((rv = index_pins(&ids, &n)) != 0) {
+		ctl_buf_printf(b, "pins: %s", rv == -ENXIO ?
+		    "dfs has no index" : strerror(-rv));
+		return (DFS_STATUS_FAILED);
+	}
+	memset(&pb, 0, sizeof pb);
+	if (json)
+		ctl_buf_printf(b, "{\"pins\":[");
+	for (i = 0; i < n && !b->nomem; i++) {
+		if (b->len + CTL_TAIL > DFS_PROTO_MAX_PAYLOAD)
+			break;
+		/* Gone since the query: not a pin any more. */
+		if (index_get(ids[i], &r) != 0 ||
+		    index_path(ids[i], rel, sizeof rel) != 0)
+			continue;
+		pb.len = 0;
+		ctl_mount_path(&pb, rel);
+		if (pb.nomem) {
+			b->nomem = 1;
+			break;
+		}
+		if (json) {
+			ctl_buf_printf(b, "%s{\"path\":", shown == 0 ? "" :
+			    ",");
+			ctl_buf_json(b, pb.s);
+			ctl_buf_printf(b, ",\"inode\":%llu,\"type\":\"%s\"}",
+			    (unsigned long long)r.id, ctl_type(r.type));
+		} else {
+			ctl_buf_text(b, pb.s, 0);
+			ctl_buf_putc(b, '\n');
+		}
+		shown++;
+	}
+	if (json)
+		ctl_buf_printf(b, "],\"total\":%zu,\"truncated\":%s}\n", shown,
+		    i < n ? "true" : "false");
+	else if (shown == 0)
+		ctl_buf_printf(b, "no pinned paths\n");
+	else if (i < n)
+		ctl_buf_printf(b, "... and %zu more\n", n - i);
+	free(pb.s);
+	free(ids);
+	return (DFS_STATUS_OK);
+}
+
 
 /* --- clients ------------------------------------------------------------ */
 

@@ -28,7 +28,8 @@
  *	absolute under the mount point, or relative to the mount root.
  *	DFS_CMD_MIGRATE, a path list: start a migration run (of those
  *	files only, if any); the reply gives the number the run will have
- *	(text "run N", JSON "run").  The server does not wait for the run.
+ *	(text "run N", JSON "run"; "indexed" false while no full scan has
+ *	completed).  The server does not wait for the run.
  *	DFS_CMD_MIGRATE_STATUS, 8 bytes: a run number (uint64_t), 0 for
  *	all: the running run and the last ones, or that run alone (JSON
  *	"state": "pending", "running", "done" or "forgotten").

@@ -35,7 +35,8 @@
 
 #define DFSCTL_TIMEOUT	60	/* seconds to wait for a reply */
 
-#define DFSCTL_POLL_MS	100	/* scan --wait: between progress requests */
+#define DFSCTL_POLL_MS	100	/* --wait: between progress requests */
+#define DFSCTL_LOG_SECS	5	/* migrate --wait, not a tty: progress lines */
 
 struct dfsctl {
 	const char	*socket;
@@ -46,6 +47,8 @@ struct dfsctl {
 /* Options of one command only. */
 #define DFSCTL_OPT_WAIT		0x1
 #define DFSCTL_OPT_STATUS	0x2
+#define DFSCTL_OPT_NOW		0x4
+#define DFSCTL_OPT_DRYRUN	0x8
 
 struct dfsctl_cmd {
 	const char	*name;
@@ -63,7 +66,9 @@ static int	dfsctl_simple(struct dfsctl *, const struct dfsctl_cmd *, int,
 		    char **);
 static int	dfsctl_scan(struct dfsctl *, const struct dfsctl_cmd *, int,
 		    char **);
-static int	dfsctl_where(struct dfsctl *, const struct dfsctl_cmd *, int,
+static int	dfsctl_each(struct dfsctl *, const struct dfsctl_cmd *, int,
+		    char **);
+static int	dfsctl_migrate(struct dfsctl *, const struct dfsctl_cmd *, int,
 		    char **);
 
 static const struct dfsctl_cmd dfsctl_cmds[] = {
@@ -79,9 +84,22 @@ static const struct dfsctl_cmd dfsctl_cmds[] = {
 	    dfsctl_scan, DFS_CMD_SCAN, DFS_FLAG_JSON,
 	    DFSCTL_OPT_WAIT | DFSCTL_OPT_STATUS },
 	{ "where", NULL, "path ...", "the tiers holding each path",
-	    dfsctl_where, DFS_CMD_WHERE, DFS_FLAG_JSON, 0 },
+	    dfsctl_each, DFS_CMD_WHERE, DFS_FLAG_JSON, 0 },
 	{ "conflicts", NULL, "", "names with shadowed copies on slower tiers",
 	    dfsctl_simple, DFS_CMD_CONFLICTS, DFS_FLAG_JSON, 0 },
+	{ "migrate", NULL, "[--now | --dry-run | --status] [--wait] [path ...]",
+	    "move files by the policies now; what a run would move",
+	    dfsctl_migrate, DFS_CMD_MIGRATE, DFS_FLAG_JSON,
+	    DFSCTL_OPT_WAIT | DFSCTL_OPT_STATUS | DFSCTL_OPT_NOW |
+	    DFSCTL_OPT_DRYRUN },
+	{ "explain", NULL, "path ...", "the policy deciding for each path, "
+	    "and why", dfsctl_each, DFS_CMD_EXPLAIN, DFS_FLAG_JSON, 0 },
+	{ "pin", NULL, "path ...", "keep files (or trees) where they are",
+	    dfsctl_each, DFS_CMD_PIN, DFS_FLAG_JSON, 0 },
+	{ "unpin", NULL, "path ...", "let them migrate again",
+	    dfsctl_each, DFS_CMD_UNPIN, DFS_FLAG_JSON, 0 },
+	{ "pins", NULL, "", "the pinned paths",
+	    dfsctl_simple, DFS_CMD_PINS, DFS_FLAG_JSON, 0 },
 };
 #define DFSCTL_NCMDS	(sizeof dfsctl_cmds / sizeof dfsctl_cmds[0])
 
@@ -98,7 +116,10 @@ dfsctl_usage(FILE *f)
 		cmd = &dfsctl_cmds[i];
 		snprintf(buf, sizeof buf, "%s%s%s", cmd->name,
 		    *cmd->usage != '\0' ? " " : "", cmd->usage);
-		fprintf(f, "  %-28s%s\n", buf, cmd->help);
+		if (strlen(buf) < 28)
+			fprintf(f, "  %-28s%s\n", buf, cmd->help);
+		else
+			fprintf(f, "  %s\n  %-28s%s\n", buf, "", cmd->help);
 	}
 }
 
@@ -445,9 +466,9 @@ dfsctl_scan(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 	return (rv != 0 || !ok ? 1 : 0);
 }
 
-/* where: one request per path on one connection. */
+/* where, explain, pin, unpin: one request per path on one connection. */
 static int
-dfsctl_where(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
+dfsctl_each(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
     char **argv)
 {
 	uint32_t	 status;
@@ -480,6 +501,232 @@ dfsctl_where(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 	return (rv);
 }
 
+/* The long name of the lowest option in opts. */
+static const char *
+dfsctl_opt_name(int opts)
+{
+	if (opts & DFSCTL_OPT_WAIT)
+		return ("wait");
+	if (opts & DFSCTL_OPT_STATUS)
+		return ("status");
+	if (opts & DFSCTL_OPT_NOW)
+		return ("now");
+	return ("dry-run");
+}
+
+/* The unsigned number after "key": in a reply, 64 bits. */
+static uint64_t
+dfsctl_json_u64(const char *json, const char *key)
+{
+	char		 pat[64];
+	const char	*p;
+
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	if ((p = strstr(json, pat)) == NULL)
+		return (0);
+	return (strtoull(p + strlen(pat), NULL, 10));
+}
+
+/* Sizes as the daemon shows them: 512B, 4.0K, 12M. */
+static void
+dfsctl_size(char *buf, size_t len, double d)
+{
+	static const char	 units[] = "KMGTPE";
+	int			 i = -1;
+
+	if (d < 1024) {
+		snprintf(buf, len, "%.0fB", d);
+		return;
+	}
+	while (d >= 1024 && i < 5) {
+		d /= 1024;
+		i++;
+	}
+	snprintf(buf, len, d < 9.95 ? "%.1f%c" : "%.0f%c", d, units[i]);
+}
+
+/* The paths as a path list: each followed by a NUL. */
+static char *
+dfsctl_path_list(const struct dfsctl_cmd *cmd, int argc, char **argv,
+    size_t *lenp)
+{
+	size_t	 len = 0, l;
+	char	*buf, *p;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if ((l = strlen(argv[i])) == 0)
+			dfsctl_bad("%s: empty path", cmd->name);
+		len += l + 1;
+		if (len > DFS_PROTO_MAX_PAYLOAD)
+			dfsctl_bad("%s: too many paths (%u bytes at most)",
+			    cmd->name, DFS_PROTO_MAX_PAYLOAD);
+	}
+	if ((buf = malloc(len + 1)) == NULL) {
+		fprintf(stderr, "dfsctl: out of memory\n");
+		exit(1);
+	}
+	for (p = buf, i = 1; i < argc; i++) {
+		l = strlen(argv[i]) + 1;
+		memcpy(p, argv[i], l);
+		p += l;
+	}
+	*lenp = len;
+	return (buf);
+}
+
+/*
+ * Follow run seq until it is over: a progress line on a terminal, a line
+ * every few seconds otherwise, nothing for --json.  Then show the outcome;
+ * a run with errors fails the command.
+ */
+static int
+dfsctl_migrate_wait(struct dfsctl *ctl, int fd, uint64_t seq)
+{
+	struct timespec	 pause = { 0, DFSCTL_POLL_MS * 1000000L };
+	uint32_t	 status;
+	uint64_t	 bytes, last_bytes = 0;
+	double		 now, last = 0, logged, rate = -1;
+	char		*text, size[16], rsize[16], line[128];
+	unsigned long	 files, errors;
+	int		 tty, quiet, shown = 0, rv;
+
+	quiet = (ctl->flags & DFS_FLAG_JSON) != 0;
+	tty = !quiet && isatty(STDOUT_FILENO);
+	logged = dfsctl_now();
+	for (;;) {
+		if (dfsctl_exchange(ctl, fd, DFS_CMD_MIGRATE_STATUS,
+		    DFS_FLAG_JSON, &seq, sizeof seq, &status, &text) != 0)
+			return (1);
+		if (status != DFS_STATUS_OK) {
+			dfsctl_print(status, text);
+			free(text);
+			return (1);
+		}
+		if (strstr(text, "\"state\":\"done\"") != NULL)
+			break;
+		if (strstr(text, "\"state\":\"forgotten\"") != NULL) {
+			if (shown)
+				printf("\r\033[K");
+			fprintf(stderr, "dfsctl: migration run %llu is no "
+			    "longer recorded\n", (unsigned long long)seq);
+			free(text);
+			return (1);
+		}
+		now = dfsctl_now();
+		files = dfsctl_json_num(text, "files");
+		bytes = dfsctl_json_u64(text, "bytes");
+		if (last == 0 || now - last >= 1) {
+			if (last != 0)
+				rate = (bytes - last_bytes) / (now - last);
+			last = now;
+			last_bytes = bytes;
+		}
+		dfsctl_size(size, sizeof size, bytes);
+		if (rate >= 0)
+			dfsctl_size(rsize, sizeof rsize, rate);
+		if (strstr(text, "\"state\":\"pending\"") != NULL)
+			snprintf(line, sizeof line, "migration run %llu: "
+			    "waiting for the run before it",
+			    (unsigned long long)seq);
+		else
+			snprintf(line, sizeof line, "migrating: %lu files, "
+			    "%s%s%s%s", files, size, rate >= 0 ? ", " : "",
+			    rate >= 0 ? rsize : "", rate >= 0 ? "/s" : "");
+		if (tty) {
+			printf("\r\033[K%s", line);
+			fflush(stdout);
+			shown = 1;
+		} else if (!quiet && now - logged >= DFSCTL_LOG_SECS) {
+			printf("%s\n", line);
+			fflush(stdout);
+			logged = now;
+		}
+		free(text);
+		nanosleep(&pause, NULL);
+	}
+	if (shown)
+		printf("\r\033[K");
+	errors = dfsctl_json_num(text, "errors");
+	if (!quiet) {
+		free(text);
+		if (dfsctl_exchange(ctl, fd, DFS_CMD_MIGRATE_STATUS,
+		    ctl->flags, &seq, sizeof seq, &status, &text) != 0)
+			return (1);
+	}
+	rv = dfsctl_print(status, text);
+	free(text);
+	return (rv != 0 || errors != 0 ? 1 : 0);
+}
+
+/*
+ * migrate: --now (the default) starts a run, of the given files only if
+ * any; --dry-run shows what one would do; --status the last runs; --wait
+ * follows the run started until it ends.
+ */
+static int
+dfsctl_migrate(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
+    char **argv)
+{
+	uint64_t	 seq = 0;
+	uint32_t	 status;
+	size_t		 len;
+	char		*list, *text;
+	int		 modes, fd, rv;
+
+	modes = ctl->opts & (DFSCTL_OPT_NOW | DFSCTL_OPT_DRYRUN |
+	    DFSCTL_OPT_STATUS);
+	if (modes & (modes - 1))
+		dfsctl_bad("%s: --now, --dry-run and --status exclude each "
+		    "other", cmd->name);
+	if (modes == 0)
+		modes = DFSCTL_OPT_NOW;
+	if ((ctl->opts & DFSCTL_OPT_WAIT) && modes != DFSCTL_OPT_NOW)
+		dfsctl_bad("%s: --wait follows a run started with --now",
+		    cmd->name);
+	if (modes == DFSCTL_OPT_STATUS) {
+		if (argc > 1)
+			dfsctl_bad("%s: --status takes no path", cmd->name);
+		fd = dfsctl_connect(ctl->socket);
+		if (dfsctl_exchange(ctl, fd, DFS_CMD_MIGRATE_STATUS,
+		    ctl->flags, &seq, sizeof seq, &status, &text) != 0)
+			return (1);
+		close(fd);
+		rv = dfsctl_print(status, text);
+		free(text);
+		return (rv);
+	}
+	list = dfsctl_path_list(cmd, argc, argv, &len);
+	fd = dfsctl_connect(ctl->socket);
+	if (modes == DFSCTL_OPT_DRYRUN || !(ctl->opts & DFSCTL_OPT_WAIT)) {
+		rv = dfsctl_exchange(ctl, fd, modes == DFSCTL_OPT_DRYRUN ?
+		    DFS_CMD_MIGRATE_PLAN : DFS_CMD_MIGRATE, ctl->flags, list,
+		    len, &status, &text);
+		free(list);
+		if (rv != 0)
+			return (1);
+		close(fd);
+		rv = dfsctl_print(status, text);
+		free(text);
+		return (rv);
+	}
+	rv = dfsctl_exchange(ctl, fd, DFS_CMD_MIGRATE, DFS_FLAG_JSON, list,
+	    len, &status, &text);
+	free(list);
+	if (rv != 0)
+		return (1);
+	if (status != DFS_STATUS_OK) {
+		dfsctl_print(status, text);
+		free(text);
+		return (1);
+	}
+	seq = dfsctl_json_u64(text, "run");
+	free(text);
+	rv = dfsctl_migrate_wait(ctl, fd, seq);
+	close(fd);
+	return (rv);
+}
+
 /* The socket of the mount a config file describes. */
 static const char *
 dfsctl_socket_from(const char *file, int status)
@@ -504,6 +751,8 @@ static const struct option dfsctl_longopts[] = {
 	{ "prometheus", no_argument, NULL, 'p' },
 	{ "status", no_argument, NULL, 'S' },
 	{ "wait", no_argument, NULL, 'w' },
+	{ "now", no_argument, NULL, 'N' },
+	{ "dry-run", no_argument, NULL, 'D' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -542,6 +791,12 @@ dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file,
 		case 'w':
 			ctl->opts |= DFSCTL_OPT_WAIT;
 			break;
+		case 'N':
+			ctl->opts |= DFSCTL_OPT_NOW;
+			break;
+		case 'D':
+			ctl->opts |= DFSCTL_OPT_DRYRUN;
+			break;
 		default:
 			dfsctl_bad(NULL);
 		}
@@ -575,9 +830,8 @@ main(int argc, char **argv)
 	if ((ctl.flags & ~cmd->flags) != 0)
 		dfsctl_bad("%s: --prometheus is for stats only", cmd->name);
 	if ((ctl.opts & ~cmd->opts) != 0)
-		dfsctl_bad("%s: --%s is for scan only", cmd->name,
-		    (ctl.opts & ~cmd->opts & DFSCTL_OPT_WAIT) ? "wait" :
-		    "status");
+		dfsctl_bad("%s: --%s is not an option of %s", cmd->name,
+		    dfsctl_opt_name(ctl.opts & ~cmd->opts), cmd->name);
 
 	if (ctl.socket == NULL) {
 		if (file != NULL)

@@ -608,6 +608,130 @@ START_TEST(test_index_commands)
 }
 END_TEST
 
+/* A request with a payload on a new connection; returns the status. */
+static uint32_t
+xrequest_with(uint16_t command, uint32_t flags, const void *payload,
+    size_t len, char **text)
+{
+	struct dfs_proto_hdr	h;
+	uint32_t		status;
+	int			fd;
+
+	fd = xconnect();
+	xhdr(&h, command, flags);
+	h.length = len;
+	xsend(fd, &h, sizeof h);
+	if (len != 0)
+		xsend(fd, payload, len);
+	status = xreply(fd, command, text);
+	close(fd);
+	return (status);
+}
+
+/* The migration commands: lengths, path lists, and no index. */
+START_TEST(test_migrate_commands)
+{
+	static const uint16_t	 onepath[] = { DFS_CMD_EXPLAIN, DFS_CMD_PIN,
+	    DFS_CMD_UNPIN };
+	struct dfs_proto_hdr	 h;
+	uint64_t		 seq;
+	size_t			 i;
+	char			*text;
+
+	/* The run number is 8 bytes, neither fewer nor more. */
+	xhdr(&h, DFS_CMD_MIGRATE_STATUS, 0);
+	text = xbad(&h, DFS_STATUS_BADLENGTH);
+	ck_assert_ptr_nonnull(strstr(text, "must be 8 bytes, not 0"));
+	free(text);
+	h.length = 9;
+	text = xbad(&h, DFS_STATUS_BADLENGTH);
+	ck_assert_ptr_nonnull(strstr(text, "must be 8 bytes, not 9"));
+	free(text);
+
+	/* One path: at least a byte. */
+	for (i = 0; i < sizeof onepath / sizeof onepath[0]; i++) {
+		xhdr(&h, onepath[i], 0);
+		text = xbad(&h, DFS_STATUS_BADLENGTH);
+		ck_assert_ptr_nonnull(strstr(text, "must be 1 to"));
+		free(text);
+		xhdr(&h, onepath[i], 0);
+		h.length = DFS_PROTO_MAX_PAYLOAD + 1;
+		free(xbad(&h, DFS_STATUS_TOOLONG));
+	}
+
+	/* pins takes nothing; path lists take up to the maximum. */
+	xhdr(&h, DFS_CMD_PINS, 0);
+	h.length = 1;
+	text = xbad(&h, DFS_STATUS_BADLENGTH);
+	ck_assert_ptr_nonnull(strstr(text, "must be 0 bytes, not 1"));
+	free(text);
+	xhdr(&h, DFS_CMD_MIGRATE, 0);
+	h.length = DFS_PROTO_MAX_PAYLOAD + 1;
+	free(xbad(&h, DFS_STATUS_TOOLONG));
+	xhdr(&h, DFS_CMD_MIGRATE_PLAN, DFS_FLAG_PROMETHEUS);
+	free(xbad(&h, DFS_STATUS_BADFLAGS));
+
+	/* A path list: every path ends with a NUL, none is empty. */
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE, 0, "a", 1, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "migrate: the path list does not end with a "
+	    "NUL");
+	free(text);
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE_PLAN, 0, "a\0\0", 3,
+	    &text), DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "migrate: an empty path");
+	free(text);
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE, 0, "a\0b", 4, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "migrate: dfs has no index");
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_MIGRATE_PLAN, DFS_FLAG_JSON, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "migrate: dfs has no index");
+	free(text);
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_EXPLAIN, 0, "a/b", 3, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "explain: dfs has no index");
+	free(text);
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_PIN, 0, "a\0", 2, &text),
+	    DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "pin: the path contains a NUL byte");
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_PINS, 0, &text), DFS_STATUS_FAILED);
+	ck_assert_str_eq(text, "pins: dfs has no index");
+	free(text);
+
+	/* No run yet: all of them, one to come. */
+	seq = 0;
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE_STATUS, 0, &seq,
+	    sizeof seq, &text), DFS_STATUS_OK);
+	ck_assert_str_eq(text, "migration    idle, no run yet\n");
+	free(text);
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE_STATUS, DFS_FLAG_JSON,
+	    &seq, sizeof seq, &text), DFS_STATUS_OK);
+	ck_assert_str_eq(text, "{\"running\":false,\"current\":null,"
+	    "\"runs\":[]}\n");
+	free(text);
+	seq = 7;
+	ck_assert_uint_eq(xrequest_with(DFS_CMD_MIGRATE_STATUS, DFS_FLAG_JSON,
+	    &seq, sizeof seq, &text), DFS_STATUS_OK);
+	ck_assert_str_eq(text, "{\"run\":7,\"state\":\"pending\"}\n");
+	free(text);
+
+	/* status has the runs and the files of each tier, if it can. */
+	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, 0, &text), DFS_STATUS_OK);
+	ck_assert_ptr_nonnull(strstr(text, "\nmigration    idle"));
+	free(text);
+	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, DFS_FLAG_JSON, &text),
+	    DFS_STATUS_OK);
+	ck_assert_ptr_nonnull(strstr(text, "\"files\":null,\"bytes\":null}"));
+	ck_assert_ptr_nonnull(strstr(text, ",\"migration\":{\"running\":"
+	    "false,\"current\":null,\"runs\":[]},\"tiers\":["));
+	free(text);
+	xstill_serving();
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -630,6 +754,7 @@ ctl_suite(void)
 	tcase_add_test(tc, test_socket_in_use);
 	tcase_add_test(tc, test_denied);
 	tcase_add_test(tc, test_index_commands);
+	tcase_add_test(tc, test_migrate_commands);
 	suite_add_tcase(s, tc);
 	return (s);
 }

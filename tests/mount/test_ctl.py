@@ -16,7 +16,8 @@ import subprocess
 import time
 
 from dfstest import (Mount, as_user, check, dfs_bin, eq, is_mounted,
-                     kill_pid, mounts_under, read_file, unmount, write_file)
+                     kill_pid, mounts_under, read_file, tiers_holding, unmount,
+                     write_file)
 
 # dfs-protocol.h, version 1: host byte order, 32 bytes.
 HDR = struct.Struct("=IBBHIII12s")
@@ -400,3 +401,174 @@ def test_stale_socket_replaced():
     finally:
         if m.root is not None and not mounts_under(m.root):
             shutil.rmtree(m.root, ignore_errors=True)
+
+
+# --- migration: migrate, explain, pin ---------------------------------------
+
+OLD = 1577836800    # 2020-01-01
+
+
+class MigMount(Mount):
+    """`dfs -f -c FILE` with tiers fast and slow and one policy, "cold":
+    files not modified for a day move from fast to slow."""
+
+    def __init__(self, **kw):
+        Mount.__init__(self, index=False, **kw)
+
+    def argv(self):
+        self.conf = os.path.join(self.root, "dfs.conf")
+        self.sock = os.path.join(self.root, "dfs.sock")
+        state = os.path.join(self.root, "state")
+        os.makedirs(state, exist_ok=True)
+        write_file(self.conf, (
+            "mountpoint = %s\nstate_dir = %s\nsocket = %s\n"
+            "tier fast {\n\tpath = %s\n}\ntier slow {\n\tpath = %s\n}\n"
+            "policy cold {\n\tfrom = fast\n\tto = slow\n\tage = 1d\n}\n") % (
+                self.mnt, state, self.sock, self.tiers[0], self.tiers[1]))
+        return [dfs_bin(), "-f", "-c", self.conf]
+
+
+def _old_and_new(m):
+    os.mkdir(m.t(0, "docs"))
+    write_file(m.t(0, "docs", "old.txt"), b"old content\n" * 1000)
+    os.utime(m.t(0, "docs", "old.txt"), (OLD, OLD))
+    write_file(m.t(0, "docs", "new.txt"), b"new\n")
+
+
+def fails(m, want, *args):
+    """dfsctl exits want with one line on stderr and nothing on stdout."""
+    rc, out, err = dfsctl(*args, sock=m.sock)
+    eq(rc, want, "dfsctl %s: exit status (%r)" % (" ".join(args), err))
+    eq(out, "", "dfsctl %s: stdout" % " ".join(args))
+    return err
+
+
+def test_migrate_dry_run_explain_pin():
+    with MigMount(populate=_old_and_new) as m:
+        ok(m, "scan", "--status", "--wait")
+        old, new = m.p("docs", "old.txt"), m.p("docs", "new.txt")
+        ino = os.stat(old).st_ino
+
+        # dry run: the old file would move, by policy cold; nothing moves
+        out = ok(m, "migrate", "--dry-run")
+        moves = [l for l in out.splitlines() if l.endswith(old)]
+        eq(len(moves), 1, "old.txt in the dry run:\n" + out)
+        check(re.search(r"\bcold\s+fast\s+->\s+slow\b", moves[0]),
+              "policy and tiers: %r" % moves[0])
+        check(new not in out, "new.txt would not move:\n" + out)
+        j = json.loads(ok(m, "--json", "migrate", "--dry-run"))
+        eq([(x["path"], x["policy"], x["from"], x["to"], x["size"])
+            for x in j["moves"]], [(old, "cold", "fast", "slow", 12000)],
+           "dry run moves")
+        check(j["moves"][0]["age"] > 365 * 86400, "age: %r" % j["moves"][0])
+        eq((j["files"], j["bytes"]), (1, 12000), "dry run totals")
+        # named files: the one no policy takes is left, with the reason
+        j = json.loads(ok(m, "migrate", "--dry-run", "--json", "docs/new.txt",
+                          old))
+        eq([x["path"] for x in j["moves"]], [old], "named: moves")
+        eq([(x["path"], x["reason"]) for x in j["left"]],
+           [(new, "no policy")], "named: left")
+        check("below" in j["left"][0]["why"], "why: %r" % j["left"][0])
+        eq(tiers_holding(m, "docs", "old.txt"), [0], "dry run moved nothing")
+
+        # explain: which policy, what it would do, why
+        out = ok(m, "explain", old)
+        check(out.startswith(old + ": ") and "policy cold" in out and
+              "slow" in out, "explain old.txt: %r" % out)
+        out = ok(m, "explain", "docs/new.txt")
+        check("stays" in out and "cold" in out, "explain new.txt: %r" % out)
+        j = json.loads(ok(m, "--json", "explain", old))
+        eq((j["path"], j["inode"], j["tier"], j["pinned"]),
+           (old, ino, "fast", False), "explain --json")
+        check("policy cold" in j["explain"], "explain text: %r" % j)
+
+        # pinned: listed, left by a dry run and by a run, with the reason
+        eq(ok(m, "pin", old), "pinned %s\n" % old, "pin")
+        eq(ok(m, "pins"), old + "\n", "pins")
+        j = json.loads(ok(m, "pins", "--json"))
+        eq([(p["path"], p["inode"]) for p in j["pins"]], [(old, ino)],
+           "pins --json")
+        check("pinned" in ok(m, "explain", old), "explain says pinned")
+        eq(json.loads(ok(m, "--json", "migrate", "--dry-run"))["moves"], [],
+           "nothing to move while pinned")
+        j = json.loads(ok(m, "--json", "migrate", "--dry-run", old))
+        eq([(x["path"], x["reason"]) for x in j["left"]], [(old, "pinned")],
+           "pinned file left")
+        j = json.loads(ok(m, "--json", "migrate", "--now", "--wait", old))
+        eq((j["state"], j["files"], j["skipped"], j["errors"]),
+           ("done", 0, {"pinned": 1}, 0), "run on a pinned file")
+        j = json.loads(ok(m, "--json", "migrate", "--wait"))
+        eq((j["state"], j["files"]), ("done", 0), "run while pinned")
+        eq(tiers_holding(m, "docs", "old.txt"), [0], "pinned file stayed")
+
+        eq(ok(m, "unpin", "docs/old.txt"), "unpinned docs/old.txt\n", "unpin")
+        eq(ok(m, "pins"), "no pinned paths\n", "no pins")
+        eq(json.loads(ok(m, "--json", "pins"))["pins"], [], "no pins --json")
+
+        # wrong uses: usage and exit 2, or one line and exit 1
+        for args in (["migrate", "--now", "--dry-run"],
+                     ["migrate", "--dry-run", "--wait"],
+                     ["migrate", "--status", "docs"], ["explain"], ["pin"],
+                     ["pins", "x"], ["where", "--now", "x"]):
+            check("usage:" in fails(m, 2, *args), "usage for %s" % args)
+        for args, why in ((["pin", "/elsewhere/x"], "not under the mount"),
+                          (["explain", "docs/missing"], "not in the index"),
+                          (["migrate", "docs"], "only files migrate"),
+                          (["migrate", "--dry-run", "nothing"],
+                           "not in the index")):
+            err = fails(m, 1, *args)
+            check(why in err and err.count("\n") == 1,
+                  "%s: %r" % (args, err))
+        eq(tiers_holding(m, "docs", "old.txt"), [0], "still not moved")
+        still_serving(m)
+
+
+def test_migrate_now_wait():
+    with MigMount(populate=_old_and_new) as m:
+        ok(m, "scan", "--status", "--wait")
+        old = m.p("docs", "old.txt")
+        before = os.stat(old)
+        content = read_file(old)
+
+        out = ok(m, "migrate", "--now", "--wait")
+        check(re.search(r"^run \d+ \(request\): done in ", out),
+              "outcome: %r" % out)
+        check(re.search(r"^moved +1 file, ", out, re.M), "moved: %r" % out)
+        check(re.search(r"^errors +0$", out, re.M), "errors: %r" % out)
+
+        # on the slow tier's backing dir, the same file through the mount
+        eq(tiers_holding(m, "docs", "old.txt"), [1], "moved to slow")
+        eq(read_file(m.t(1, "docs", "old.txt")), content, "backing content")
+        eq(tiers_holding(m, "docs", "new.txt"), [0], "new.txt stayed")
+        after = os.stat(old)
+        eq(after.st_ino, before.st_ino, "st_ino through the mount")
+        eq(int(after.st_mtime), OLD, "mtime kept")
+        eq(read_file(old), content, "content through the mount")
+        eq(ok(m, "where", old), "%s  slow\n" % old, "where")
+
+        # a run of nothing: --json parses, exit 0
+        j = json.loads(ok(m, "migrate", "--wait", "--json"))
+        eq((j["state"], j["trigger"], j["files"], j["errors"],
+            j["last_error"]), ("done", "request", 0, 0, None), "empty run")
+        j = json.loads(ok(m, "--json", "migrate"))
+        check(isinstance(j["run"], int), "migrate --json: %r" % j)
+
+        # status: the runs, and what each tier holds
+        j = json.loads(ok(m, "--json", "status"))
+        runs = j["migration"]["runs"]
+        check(len(runs) >= 2, "runs in status: %r" % runs)
+        moved = [r for r in runs if r["files"] == 1]
+        eq(len(moved), 1, "one run moved a file: %r" % runs)
+        eq((moved[0]["bytes"], moved[0]["errors"], moved[0]["trigger"]),
+           (12000, 0, "request"), "the run that moved")
+        eq([(t["name"], t["files"]) for t in j["tiers"]],
+           [("fast", 1), ("slow", 1)], "files per tier")
+        eq(j["tiers"][1]["bytes"], 12000, "bytes on slow")
+        out = ok(m, "status")
+        check(re.search(r"^ *RUN +STARTED +SECONDS +TRIGGER", out, re.M),
+              "runs in status:\n" + out)
+        check(re.search(r"^ *\d+ +\S+ \S+ +[0-9.]+ +request +1 ", out, re.M),
+              "the run that moved:\n" + out)
+        j = json.loads(ok(m, "migrate", "--status", "--json"))
+        check(not j["running"] and len(j["runs"]) >= 2, "--status: %r" % j)
+        still_serving(m)
