@@ -285,8 +285,8 @@ int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
 int	index_add_tier(fuse_ino_t, int);
 int	index_set_stat(fuse_ino_t, const struct stat *);
 int	index_list(fuse_ino_t, struct dirlist *);
-int	index_candidates(int, int, int64_t, size_t, struct irow **,
-	    size_t *);
+int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
+	    struct irow **, size_t *);
 int	index_path(fuse_ino_t, char *, size_t);
 int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
 int	index_journal_add(const struct jrow *);
@@ -330,6 +330,8 @@ void	migrate_plan(const char *const *, size_t,
 	    void (*)(void *, const struct mig_item *), void *);
 int	migrate_explain(const char *, char *, size_t);
 int	migrate_pin(const char *, int);
+int	migrate_watermarks(int, int *, int *);
+void	migrate_wake(void);
 
 /* node.c */
 int	node_init(void);

@@ -772,11 +772,13 @@ index_run(sqlite3_stmt *q, const char *what)
 
 /*
  * Regular files on tier t, not pinned, oldest first by mtime (by = 0),
- * ctime (1) or last access through dfs (2), older than before (ns).
+ * ctime (1) or last access through dfs (2), older than before (ns), and
+ * after the row (*after_val, *after_id) a previous page ended with; both
+ * are moved on to this page's last row.
  */
 int
-index_candidates(int t, int by, int64_t before, size_t limit,
-    struct irow **rowsp, size_t *np)
+index_candidates(int t, int by, int64_t before, int64_t *after_val,
+    fuse_ino_t *after_id, size_t limit, struct irow **rowsp, size_t *np)
 {
 	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
 	struct irow	*rows = NULL, *nr;
@@ -788,7 +790,9 @@ index_candidates(int t, int by, int64_t before, size_t limit,
 	snprintf(sql, sizeof sql, "SELECT id, type, tier, tiers, dev, ino, "
 	    "size, mtime, partial, pin, moved_at, atime_seen, ctime "
 	    "FROM inode WHERE tier = ?1 AND type = %d AND pin = 0 AND "
-	    "%s < ?2 ORDER BY %s LIMIT ?3", S_IFREG, col[by], col[by]);
+	    "%s < ?2 AND (%s > ?4 OR (%s = ?4 AND id > ?5)) "
+	    "ORDER BY %s, id LIMIT ?3", S_IFREG, col[by], col[by], col[by],
+	    col[by]);
 	pthread_mutex_lock(&index_mtx);
 	if ((q = index_prep(sql)) == NULL) {
 		pthread_mutex_unlock(&index_mtx);
@@ -797,6 +801,8 @@ index_candidates(int t, int by, int64_t before, size_t limit,
 	sqlite3_bind_int(q, 1, t);
 	sqlite3_bind_int64(q, 2, before);
 	sqlite3_bind_int64(q, 3, (int64_t)limit);
+	sqlite3_bind_int64(q, 4, *after_val);
+	sqlite3_bind_int64(q, 5, (int64_t)*after_id);
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap == 0 ? 64 : cap * 2;
@@ -813,6 +819,11 @@ index_candidates(int t, int by, int64_t before, size_t limit,
 	if (rv != SQLITE_DONE) {
 		free(rows);
 		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	if (n > 0) {
+		*after_val = by == 0 ? rows[n - 1].mtime : by == 1 ?
+		    rows[n - 1].ctime : rows[n - 1].atime_seen;
+		*after_id = rows[n - 1].id;
 	}
 	*rowsp = rows;
 	*np = n;

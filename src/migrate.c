@@ -579,9 +579,12 @@ mig_pinned(fuse_ino_t id)
 	return (0);
 }
 
+/* A dry run: what would move goes to cb, counted against the limits. */
 struct mig_plan {
-	void	(*cb)(void *, const struct mig_item *);
-	void	 *arg;
+	void		(*cb)(void *, const struct mig_item *);
+	void		 *arg;
+	unsigned long	  files;
+	uint64_t	  bytes;
 };
 
 /*
@@ -593,7 +596,7 @@ struct mig_plan {
  */
 static void
 mig_one(const struct irow *r, int force_to, int promote,
-    const struct mig_plan *plan, const struct mig_limits *lim)
+    struct mig_plan *plan, const struct mig_limits *lim)
 {
 	const struct dfs_config_policy	*p = NULL;
 	struct mig_item			 it;
@@ -653,6 +656,8 @@ mig_one(const struct irow *r, int force_to, int promote,
 		goto done;
 	if (plan != NULL) {
 		plan->cb(plan->arg, &it);
+		plan->files++;
+		plan->bytes += st.st_size;
 		goto out;
 	}
 	if (st.st_nlink > 1)
@@ -679,7 +684,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	pthread_mutex_unlock(&mig_mtx);
 	goto out;
 done:
-	if (plan == NULL && it.skip >= 0 && it.to >= 0) {
+	if (plan == NULL && it.skip >= 0) {
 		pthread_mutex_lock(&mig_mtx);
 		mig_cur.skipped[it.skip]++;
 		pthread_mutex_unlock(&mig_mtx);
@@ -690,19 +695,23 @@ out:
 	node_put(n);
 }
 
-/* Has the run reached its file or byte limit? */
+/* Has the run (or the dry run) reached its file or byte limit? */
 static int
-mig_limited(void)
+mig_limited(struct mig_plan *plan)
 {
-	int	limited;
+	unsigned long	files;
+	uint64_t	bytes;
+	int		limited;
 
 	pthread_mutex_lock(&mig_conf_mtx);
 	pthread_mutex_lock(&mig_mtx);
+	files = plan != NULL ? plan->files : mig_cur.files;
+	bytes = plan != NULL ? plan->bytes : mig_cur.bytes;
 	limited = mig_stop || (mig_conf != NULL &&
 	    ((mig_conf->migration.max_files > 0 &&
-	    mig_cur.files >= (unsigned long)mig_conf->migration.max_files) ||
+	    files >= (unsigned long)mig_conf->migration.max_files) ||
 	    (mig_conf->migration.max_bytes > 0 &&
-	    mig_cur.bytes >= (uint64_t)mig_conf->migration.max_bytes)));
+	    bytes >= (uint64_t)mig_conf->migration.max_bytes)));
 	pthread_mutex_unlock(&mig_mtx);
 	pthread_mutex_unlock(&mig_conf_mtx);
 	return (limited);
@@ -746,14 +755,15 @@ mig_lookup_path(const char *path, struct irow *r)
  * the low one) and then each migrate policy's candidates.
  */
 static void
-mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
+mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 {
 	struct mig_limits	 lim;
 	struct irow		*rows, r;
 	const struct dfs_config	*c;
 	size_t			 i, n, k;
 	int			 t, from, to, by, high, low, npol;
-	int64_t			 before, reads, window;
+	int64_t			 before, reads, window, after;
+	fuse_ino_t		 after_id;
 
 	pthread_mutex_lock(&mig_conf_mtx);
 	/* The config may be replaced by a reload: read it only under the lock. */
@@ -764,7 +774,7 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 	pthread_mutex_unlock(&mig_conf_mtx);
 
 	if (npaths > 0) {
-		for (i = 0; i < npaths && !mig_limited(); i++) {
+		for (i = 0; i < npaths && !mig_limited(plan); i++) {
 			if (mig_lookup_path(paths[i], &r) == 0 &&
 			    r.type == S_IFREG)
 				mig_one(&r, -1, 0, plan, &lim);
@@ -784,19 +794,21 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 		log_info("tier %s is %d%% full, above %d%%: moving the oldest "
 		    "files to %s", dfs.tiers[t].name, mig_usage(t), high,
 		    dfs.tiers[t + 1].name);
-		while (mig_usage(t) > low && !mig_limited()) {
-			if (index_candidates(t, 0, INT64_MAX, MIG_BATCH, &rows,
-			    &n) != 0 || n == 0)
+		after = INT64_MIN;
+		after_id = 0;
+		while (mig_usage(t) > low && !mig_limited(plan)) {
+			if (index_candidates(t, 0, INT64_MAX, &after, &after_id,
+			    MIG_BATCH, &rows, &n) != 0)
 				break;
 			for (i = 0; i < n && mig_usage(t) > low &&
-			    !mig_limited(); i++)
+			    !mig_limited(plan); i++)
 				mig_one(&rows[i], t + 1, 0, NULL, &lim);
 			free(rows);
 			if (n < MIG_BATCH)
 				break;
 		}
 	}
-	for (k = 0; k < (size_t)npol && !mig_limited(); k++) {
+	for (k = 0; k < (size_t)npol && !mig_limited(plan); k++) {
 		pthread_mutex_lock(&mig_conf_mtx);
 		if (mig_conf == NULL || k >= mig_conf->npolicies ||
 		    mig_conf->policies[k].action != DFS_POLICY_MIGRATE) {
@@ -815,12 +827,17 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 		for (t = 0; t < dfs.ntiers; t++) {
 			if ((from >= 0 && t != from) || t == to)
 				continue;
-			if (index_candidates(t, by, before + 1, MIG_BATCH *
-			    8, &rows, &n) != 0)
-				continue;
-			for (i = 0; i < n && !mig_limited(); i++)
-				mig_one(&rows[i], -1, 0, plan, &lim);
-			free(rows);
+			/* Page through them all: skipped ones hide none. */
+			after = INT64_MIN;
+			after_id = 0;
+			do {
+				if (index_candidates(t, by, before + 1, &after,
+				    &after_id, MIG_BATCH, &rows, &n) != 0)
+					break;
+				for (i = 0; i < n && !mig_limited(plan); i++)
+					mig_one(&rows[i], -1, 0, plan, &lim);
+				free(rows);
+			} while (n == MIG_BATCH && !mig_limited(plan));
 		}
 	}
 	pthread_mutex_lock(&mig_conf_mtx);
@@ -828,28 +845,32 @@ mig_run(char **paths, size_t npaths, const struct mig_plan *plan)
 	reads = c != NULL ? c->migration.promote_after_reads : 0;
 	window = c != NULL ? c->migration.promote_window : 0;
 	pthread_mutex_unlock(&mig_conf_mtx);
-	for (t = 1; reads > 0 && t < dfs.ntiers && !mig_limited(); t++) {
+	for (t = 1; reads > 0 && t < dfs.ntiers && !mig_limited(plan); t++) {
 		if (index_hot(t, reads, mig_now_ns() - window * 1000000000,
 		    MIG_BATCH, &rows, &n) != 0)
 			continue;
-		for (i = 0; i < n && !mig_limited(); i++)
+		for (i = 0; i < n && !mig_limited(plan); i++)
 			mig_one(&rows[i], 0, 1, plan, &lim);
 		free(rows);
 	}
 }
 
+/* Begin a run; mig_mtx is held.  Its number is the next one. */
 static void
-mig_record(const char *trigger, char **paths, size_t npaths)
+mig_begin_locked(const char *trigger)
 {
-	double	t0 = mig_mono();
-
-	pthread_mutex_lock(&mig_mtx);
 	memset(&mig_cur, 0, sizeof mig_cur);
 	mig_cur.seq = ++mig_run_seq;
 	mig_cur.started = time(NULL);
 	snprintf(mig_cur.trigger, sizeof mig_cur.trigger, "%s", trigger);
 	mig_running = 1;
-	pthread_mutex_unlock(&mig_mtx);
+}
+
+/* Run what mig_begin_locked began, and keep its record. */
+static void
+mig_record(char **paths, size_t npaths)
+{
+	double	t0 = mig_mono();
 
 	scan_hold();
 	mig_run(paths, npaths, NULL);
@@ -866,10 +887,10 @@ mig_record(const char *trigger, char **paths, size_t npaths)
 	pthread_cond_broadcast(&mig_cv);
 	pthread_mutex_unlock(&mig_mtx);
 	if (mig_cur.files > 0 || mig_cur.errors > 0)
-		log_info("migration run (%s): %lu files, %llu bytes, %lu "
-		    "errors, %.1fs", trigger, mig_cur.files,
-		    (unsigned long long)mig_cur.bytes, mig_cur.errors,
-		    mig_cur.seconds);
+		log_info("migration run %lu (%s): %lu files, %llu bytes, %lu "
+		    "errors, %.1fs", mig_cur.seq, mig_cur.trigger,
+		    mig_cur.files, (unsigned long long)mig_cur.bytes,
+		    mig_cur.errors, mig_cur.seconds);
 }
 
 static void
@@ -905,29 +926,28 @@ mig_main(void *arg)
 	size_t		 npaths;
 	time_t		 last = time(NULL), interval;
 	int64_t		 window;
-	int		 kicked;
+	int		 over;
+	const char	*trigger;
 
 	(void)arg;
 	sigfillset(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_mutex_lock(&mig_mtx);
 	for (;;) {
-		/* Wake for a request, the interval, or a watermark check. */
+		/*
+		 * Wake for a request, the interval, or a watermark check.  Runs,
+		 * requested ones too, wait for a complete index: before it, a
+		 * run would see only part of the tree.
+		 */
+		pthread_mutex_lock(&mig_mtx);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += 5;
-		while (!mig_stop && !mig_kick)
+		while (!mig_stop && !(mig_kick && index_is_scanned()))
 			if (pthread_cond_timedwait(&mig_cv, &mig_mtx,
 			    &until) != 0)
 				break;
+		pthread_mutex_unlock(&mig_mtx);
 		if (mig_stop)
 			break;
-		kicked = mig_kick;
-		paths = mig_kick_paths;
-		npaths = mig_kick_npaths;
-		mig_kick = 0;
-		mig_kick_paths = NULL;
-		mig_kick_npaths = 0;
-		pthread_mutex_unlock(&mig_mtx);
 
 		pthread_mutex_lock(&mig_conf_mtx);
 		interval = mig_conf != NULL ? mig_conf->migration.interval : 0;
@@ -935,20 +955,57 @@ mig_main(void *arg)
 		    mig_conf->migration.promote_window * 1000000000 : 0;
 		pthread_mutex_unlock(&mig_conf_mtx);
 		index_flush(window);
-		/* Automatic runs wait for a complete index. */
-		if (kicked)
-			mig_record("request", paths, npaths);
-		else if (index_is_scanned() && interval > 0 &&
-		    time(NULL) - last >= interval) {
-			mig_record("interval", NULL, 0);
-			last = time(NULL);
-		} else if (index_is_scanned() && mig_over_watermark())
-			mig_record("watermark", NULL, 0);
-		mig_free_paths(paths, npaths);
+		over = index_is_scanned() && mig_over_watermark();
+
+		trigger = NULL;
+		paths = NULL;
+		npaths = 0;
 		pthread_mutex_lock(&mig_mtx);
+		if (!index_is_scanned() || mig_stop)
+			;
+		else if (mig_kick) {
+			trigger = "request";
+			paths = mig_kick_paths;
+			npaths = mig_kick_npaths;
+			mig_kick = 0;
+			mig_kick_paths = NULL;
+			mig_kick_npaths = 0;
+		} else if (interval > 0 && time(NULL) - last >= interval) {
+			trigger = "interval";
+			last = time(NULL);
+		} else if (over)
+			trigger = "watermark";
+		if (trigger != NULL)
+			mig_begin_locked(trigger);
+		pthread_mutex_unlock(&mig_mtx);
+		if (trigger != NULL)
+			mig_record(paths, npaths);
+		mig_free_paths(paths, npaths);
 	}
-	pthread_mutex_unlock(&mig_mtx);
 	return (NULL);
+}
+
+/* The scan completed: a requested run may start. */
+void
+migrate_wake(void)
+{
+	pthread_mutex_lock(&mig_mtx);
+	pthread_cond_broadcast(&mig_cv);
+	pthread_mutex_unlock(&mig_mtx);
+}
+
+/* A tier's watermarks in the current config (0: none). */
+int
+migrate_watermarks(int t, int *high, int *low)
+{
+	pthread_mutex_lock(&mig_conf_mtx);
+	*high = *low = 0;
+	if (mig_conf != NULL && t >= 0 && t < mig_conf->ntiers) {
+		*high = mig_conf->tiers[t].high_watermark;
+		*low = mig_conf->tiers[t].low_watermark;
+	}
+	pthread_mutex_unlock(&mig_conf_mtx);
+	return (*high > 0);
 }
 
 /* Take a (new) config; the old one is returned for the caller to free. */
@@ -999,21 +1056,31 @@ migrate_shutdown(void)
 unsigned long
 migrate_kick(const char *const *paths, size_t npaths)
 {
-	unsigned long	seq;
-	size_t		i;
+	unsigned long	  seq;
+	char		**np;
+	size_t		  i;
 
 	pthread_mutex_lock(&mig_mtx);
-	mig_free_paths(mig_kick_paths, mig_kick_npaths);
-	mig_kick_paths = NULL;
-	mig_kick_npaths = 0;
-	if (npaths > 0 && (mig_kick_paths = calloc(npaths,
-	    sizeof *mig_kick_paths)) != NULL) {
-		for (i = 0; i < npaths; i++)
-			if ((mig_kick_paths[i] = strdup(paths[i])) != NULL)
-				mig_kick_npaths++;
+	/*
+	 * Requests before the run starts join it: a request for the whole
+	 * tree covers any for named paths, and named paths add up.
+	 */
+	if (!mig_kick || mig_kick_npaths > 0) {
+		if (npaths == 0) {
+			mig_free_paths(mig_kick_paths, mig_kick_npaths);
+			mig_kick_paths = NULL;
+			mig_kick_npaths = 0;
+		} else if ((np = realloc(mig_kick_paths, (mig_kick_npaths +
+		    npaths) * sizeof *np)) != NULL) {
+			mig_kick_paths = np;
+			for (i = 0; i < npaths; i++)
+				if ((np[mig_kick_npaths] = strdup(paths[i])) !=
+				    NULL)
+					mig_kick_npaths++;
+		}
 	}
 	mig_kick = 1;
-	seq = mig_run_seq + 1 + (mig_running ? 1 : 0);
+	seq = mig_run_seq + 1;
 	pthread_cond_broadcast(&mig_cv);
 	pthread_mutex_unlock(&mig_mtx);
 	return (seq);
@@ -1037,7 +1104,7 @@ void
 migrate_plan(const char *const *paths, size_t npaths,
     void (*cb)(void *, const struct mig_item *), void *arg)
 {
-	struct mig_plan	plan = { cb, arg };
+	struct mig_plan	plan = { cb, arg, 0, 0 };
 
 	scan_hold();
 	mig_run((char **)paths, npaths, &plan);

@@ -39,6 +39,21 @@ policy_path_matches(const char *pat, const char *path)
 	return (0);
 }
 
+/* A duration as an operator writes it: 200d, 5h, 30m, 12s. */
+static const char *
+policy_dur(int64_t secs, char *buf, size_t len)
+{
+	if (secs >= 86400)
+		snprintf(buf, len, "%lldd", (long long)(secs / 86400));
+	else if (secs >= 3600)
+		snprintf(buf, len, "%lldh", (long long)(secs / 3600));
+	else if (secs >= 60)
+		snprintf(buf, len, "%lldm", (long long)(secs / 60));
+	else
+		snprintf(buf, len, "%llds", (long long)secs);
+	return (buf);
+}
+
 /* The time a policy's age is measured from, in seconds. */
 static int64_t
 policy_when(const struct dfs_config_policy *p, const struct stat *st,
@@ -70,6 +85,7 @@ policy_holds(const struct dfs_config *c, const struct dfs_config_policy *p,
 {
 	unsigned	i;
 	int64_t		age;
+	char		a1[32], a2[32];
 
 	if (p->from >= 0 && p->from != t) {
 		snprintf(why, len, "on tier %s, not %s", dfs.tiers[t].name,
@@ -106,11 +122,12 @@ policy_holds(const struct dfs_config *c, const struct dfs_config_policy *p,
 	}
 	age = now - policy_when(p, st, r);
 	if (age < p->age) {
-		snprintf(why, len, "age %llds, below %llds", (long long)age,
-		    (long long)p->age);
+		snprintf(why, len, "age %s, below %s",
+		    policy_dur(age, a1, sizeof a1),
+		    policy_dur(p->age, a2, sizeof a2));
 		return (0);
 	}
-	snprintf(why, len, "age %llds, size %lld", (long long)age,
+	snprintf(why, len, "age %s, size %lld", policy_dur(age, a1, sizeof a1),
 	    (long long)st->st_size);
 	return (1);
 }

@@ -153,8 +153,10 @@ scan_main(void *arg)
 	scan_release();
 	atomic_store(&scan_error, -rv);
 	atomic_store(&scan_finished, (long)time(NULL));
-	if (rv == 0)
+	if (rv == 0) {
 		node_scanned();
+		migrate_wake();
+	}
 	if (rv == 0)
 		log_info("scan complete: %lu directories, %lu files, %lu "
 		    "conflicts", atomic_load(&scan_dirs),
