@@ -213,6 +213,7 @@ struct dirent_m {
 struct dirlist {
 	struct dirent_m	*ents;
 	size_t		 n;
+	int		 strays;	/* remove dfs's temp files found (scan) */
 };
 
 /* An open file or directory. */

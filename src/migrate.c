@@ -209,7 +209,7 @@ static int
 mig_copy_range(int in, int out, off_t off, off_t end, double start,
     uint64_t *done, uint64_t bandwidth, char **buf)
 {
-	ssize_t	n, w;
+	ssize_t	n, w, r;
 	size_t	len;
 
 	while (off < end) {
@@ -226,10 +226,10 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 			}
 		} else {
 			n = pread(in, *buf, len, off);
-			if (n > 0) {
-				w = pwrite(out, *buf, n, off);
-				if (w != n)
-					return (w == -1 ? -errno : -EIO);
+			for (w = 0; n > 0 && w < n; w += r) {
+				/* A short write is retried: its error is the cause. */
+				if ((r = pwrite(out, *buf + w, n - w, off + w)) <= 0)
+					return (r == -1 ? -errno : -EIO);
 			}
 		}
 		if (n == -1)
@@ -384,7 +384,8 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	}
 	mig_crash("journal");
 
-	if ((in = tier_openat(src, sfd, name, O_RDONLY, 0)) < 0) {
+	/* Reading for the copy is no access: atime stays as it was. */
+	if ((in = tier_openat(src, sfd, name, O_RDONLY | O_NOATIME, 0)) < 0) {
 		rv = in;
 		goto abort;
 	}
@@ -393,7 +394,8 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		goto abort;
 	}
 	tier_unlinkat(dst, dfd, j.tmp, 0);
-	out = tier_openat(dst, dfd, j.tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+	out = tier_openat(dst, dfd, j.tmp, O_RDWR | O_CREAT | O_EXCL |
+	    O_NOATIME, 0600);
 	if (out < 0) {
 		rv = out;
 		goto abort;
@@ -819,11 +821,11 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 		to = mig_conf->policies[k].to;
 		by = mig_conf->policies[k].age_by == DFS_AGE_CTIME ? 1 :
 		    mig_conf->policies[k].age_by == DFS_AGE_ACCESS ? 2 : 0;
-		before = (mig_now_ns() / 1000000000 -
-		    mig_conf->policies[k].age) * 1000000000;
+		before = mig_now_ns() - mig_conf->policies[k].age * 1000000000;
+		/* The index keeps no atime: every file is a candidate. */
+		if (mig_conf->policies[k].age_by == DFS_AGE_ATIME)
+			before = INT64_MAX - 1;
 		pthread_mutex_unlock(&mig_conf_mtx);
-		if (by == 2)
-			by = 0;	/* never accessed files count by mtime */
 		for (t = 0; t < dfs.ntiers; t++) {
 			if ((from >= 0 && t != from) || t == to)
 				continue;
@@ -924,7 +926,7 @@ mig_main(void *arg)
 	sigset_t	 set;
 	char		**paths;
 	size_t		 npaths;
-	time_t		 last = time(NULL), interval;
+	time_t		 last = time(NULL), interval = 0, last_wm = 0;
 	int64_t		 window;
 	int		 over;
 	const char	*trigger;
@@ -940,7 +942,7 @@ mig_main(void *arg)
 		 */
 		pthread_mutex_lock(&mig_mtx);
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 5;
+		until.tv_sec += interval > 0 && interval < 5 ? interval : 5;
 		while (!mig_stop && !(mig_kick && index_is_scanned()))
 			if (pthread_cond_timedwait(&mig_cv, &mig_mtx,
 			    &until) != 0)
@@ -973,8 +975,13 @@ mig_main(void *arg)
 		} else if (interval > 0 && time(NULL) - last >= interval) {
 			trigger = "interval";
 			last = time(NULL);
-		} else if (over)
+		} else if (over && (mig_runs[0].files > 0 ||
+		    strcmp(mig_runs[0].trigger, "watermark") != 0 ||
+		    time(NULL) - last_wm >= 60)) {
+			/* A tier that stays full with nothing to move: once a minute. */
 			trigger = "watermark";
+			last_wm = time(NULL);
+		}
 		if (trigger != NULL)
 			mig_begin_locked(trigger);
 		pthread_mutex_unlock(&mig_mtx);

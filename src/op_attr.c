@@ -117,6 +117,10 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int set,
 	}
 	if (rv == 0)
 		rv = resolve_stat(n, &st);
+	/* Policies select by size and mtime: touch, truncate, rsync -t. */
+	if (rv == 0 && !n->is_dir &&
+	    (set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)))
+		index_defer_stat(n->id, &st);
 	node_put(n);
 	if (rv != 0)
 		fuse_reply_err(req, -rv);

@@ -157,7 +157,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 long
 resolve_subdirs(struct node *dir)
 {
-	struct dirlist	 l = { NULL, 0 };
+	struct dirlist	 l = { NULL, 0, 0 };
 	struct stat	 st;
 	long		 n = 0;
 	size_t		 i;
@@ -272,6 +272,7 @@ resolve_list(struct node *dir, struct dirlist *l)
 	int	t, fd, rv;
 
 	/* Once the index is whole, a listing costs no backing call. */
+	l->strays = 0;
 	if (resolve_complete(dir))
 		return (index_list(dir->id, l));
 	l->ents = NULL;

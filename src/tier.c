@@ -391,8 +391,17 @@ tier_list(int t, int dirfd, struct dirlist *l)
 		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
 		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
 			continue;
-		if (tier_is_private(de->d_name))
+		if (tier_is_private(de->d_name)) {
+			/*
+			 * The scan runs when no move is under way and after
+			 * recovery: a temp file now is a stray.
+			 */
+			if (l->strays && de->d_type != DT_DIR &&
+			    unlinkat(fd, de->d_name, 0) == 0)
+				log_info("tier %s: removed stray %s",
+				    dfs.tiers[t].name, de->d_name);
 			continue;
+		}
 		if (l->n == cap) {
 			cap = cap < 64 ? 64 : cap * 2;
 			ents = realloc(l->ents, cap * sizeof *ents);
@@ -420,7 +429,7 @@ tier_list(int t, int dirfd, struct dirlist *l)
 int
 tier_dir_empty(int t, int dirfd)
 {
-	struct dirlist	l = { NULL, 0 };
+	struct dirlist	l = { NULL, 0, 0 };
 	int		rv;
 
 	if ((rv = tier_list(t, dirfd, &l)) != 0)

@@ -112,7 +112,7 @@ END_TEST
 
 START_TEST(test_list_hides_private)
 {
-	struct dirlist	 l = { NULL, 0 };
+	struct dirlist	 l = { NULL, 0, 0 };
 	char		*cause = NULL;
 
 	ck_assert_int_eq(tier_add(NULL, path("a"), &cause), 0);
