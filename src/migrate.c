@@ -322,6 +322,117 @@ struct mig_name {
 	int		 dfd;
 };
 
+/*
+ * Switched moves whose sources are still to go: removed in batches, so
+ * that each directory is synced once per batch rather than per file.
+ */
+struct mig_done {
+	fuse_ino_t	 id;
+	int		 src;
+	int		 sfd;		/* dup of the source directory */
+	char		 name[NAME_MAX + 1];
+	ino_t		 ino;		/* the source's identity */
+	int		 dst;
+	int		 dfd;		/* dup of the target directory */
+};
+
+#define MIG_DONE_MAX	64
+static struct mig_done	mig_done[MIG_DONE_MAX];
+static size_t		mig_ndone;
+static double		mig_done_since;
+
+static int
+mig_same_dir(int a, int b)
+{
+	struct stat	x, y;
+
+	return (fstat(a, &x) == 0 && fstat(b, &y) == 0 &&
+	    x.st_dev == y.st_dev && x.st_ino == y.st_ino);
+}
+
+/* Sync each directory of the batch once: tier t's target or source dirs. */
+static void
+mig_sync_dirs(int target)
+{
+	size_t	i, k;
+	int	fd, t;
+
+	for (i = 0; i < mig_ndone; i++) {
+		fd = target ? mig_done[i].dfd : mig_done[i].sfd;
+		t = target ? mig_done[i].dst : mig_done[i].src;
+		for (k = 0; k < i; k++)
+			if (mig_same_dir(fd, target ? mig_done[k].dfd :
+			    mig_done[k].sfd))
+				break;
+		if (k == i)
+			mig_fsync_dir(t, fd);
+	}
+}
+
+/*
+ * Finish the batch: the copies' directories are synced, then each source
+ * that is still the file that was copied is removed, its directory
+ * synced, and the journal rows dropped.
+ */
+static void
+mig_finish(void)
+{
+	struct stat	st;
+	size_t		i;
+
+	if (mig_ndone == 0)
+		return;
+	mig_sync_dirs(1);
+	for (i = 0; i < mig_ndone; i++) {
+		if (tier_fstatat(mig_done[i].src, mig_done[i].sfd,
+		    mig_done[i].name, &st) == 0 && st.st_ino == mig_done[i].ino)
+			tier_unlinkat(mig_done[i].src, mig_done[i].sfd,
+			    mig_done[i].name, 0);
+	}
+	mig_sync_dirs(0);
+	mig_crash("unlinked");
+	for (i = 0; i < mig_ndone; i++) {
+		if (i == 0 || mig_done[i].id != mig_done[i - 1].id)
+			index_journal_del(mig_done[i].id);
+		close(mig_done[i].sfd);
+		close(mig_done[i].dfd);
+	}
+	mig_ndone = 0;
+}
+
+static void
+mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
+    int dst, int dfd)
+{
+	struct mig_done	*d;
+
+	if (mig_ndone == MIG_DONE_MAX)
+		mig_finish();
+	if (mig_ndone == 0)
+		mig_done_since = mig_mono();
+	d = &mig_done[mig_ndone];
+	d->id = id;
+	d->src = src;
+	d->dst = dst;
+	d->ino = ino;
+	snprintf(d->name, sizeof d->name, "%s", name);
+	d->sfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
+	d->dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	if (d->sfd == -1 || d->dfd == -1) {
+		/* No descriptor to spare: finish this one now. */
+		if (d->sfd != -1)
+			close(d->sfd);
+		if (d->dfd != -1)
+			close(d->dfd);
+		mig_fsync_dir(dst, dfd);
+		tier_unlinkat(src, sfd, name, 0);
+		mig_fsync_dir(src, sfd);
+		index_journal_del(id);
+		return;
+	}
+	mig_ndone++;
+}
+
 struct mig_limits {
 	uint64_t	bandwidth;
 	int		verify;
@@ -446,14 +557,9 @@ mig_move(struct node *n, struct node *parent, const char *name,
 			rv = MIG_SKIP_CONFLICT;
 		goto abort;
 	}
-	if ((rv = mig_fsync_dir(dst, dfd)) != 0) {
-		tier_renameat2(dst, dfd, name, dfd, j.tmp, RENAME_NOREPLACE);
-		goto abort;
-	}
 	for (linked = 0; linked < nextra; linked++) {
 		if ((rv = tier_linkat(dst, dfd, name, extra[linked].dfd,
-		    extra[linked].name)) != 0 ||
-		    (rv = mig_fsync_dir(dst, extra[linked].dfd)) != 0) {
+		    extra[linked].name)) != 0) {
 			tier_unlinkat(dst, dfd, name, 0);
 			goto abort;
 		}
@@ -468,15 +574,15 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	moving = 0;
 	mig_crash("switched");
 
-	/* Readers holding the source open keep reading it. */
-	tier_unlinkat(src, sfd, name, 0);
-	mig_fsync_dir(src, sfd);
-	for (i = 0; i < nextra; i++) {
-		tier_unlinkat(src, extra[i].sfd, extra[i].name, 0);
-		mig_fsync_dir(src, extra[i].sfd);
-	}
-	mig_crash("unlinked");
-	index_journal_del(n->id);
+	/*
+	 * The sources go in batches (mig_finish): first the target
+	 * directories are synced, so the copies are durable before any
+	 * source is removed.  Readers holding a source open keep reading it.
+	 */
+	mig_defer(n->id, src, sfd, name, st->st_ino, dst, dfd);
+	for (i = 0; i < nextra; i++)
+		mig_defer(n->id, src, extra[i].sfd, extra[i].name,
+		    st->st_ino, dst, extra[i].dfd);
 	close(in);
 	close(out);
 	if (dfs.se != NULL)
@@ -667,6 +773,9 @@ mig_one(const struct irow *r, int force_to, int promote,
 	else
 		rv = mig_move(n, parent, name, &st, src, to, lim, &bytes,
 		    NULL, 0);
+	/* Sources wait at most a moment for their batch. */
+	if (mig_ndone > 0 && mig_mono() - mig_done_since > 0.1)
+		mig_finish();
 	pthread_mutex_lock(&mig_mtx);
 	if (rv == 0) {
 		mig_cur.files++;
@@ -724,6 +833,8 @@ mig_usage(int t)
 {
 	struct statvfs	sv;
 
+	/* Space comes free only once the batch's sources are gone. */
+	mig_finish();
 	if (tier_statfs(t, &sv) != 0 || sv.f_blocks == 0)
 		return (0);
 	return ((int)(100 - (double)sv.f_bavail * 100 / sv.f_blocks));
@@ -876,6 +987,7 @@ mig_record(char **paths, size_t npaths)
 
 	scan_hold();
 	mig_run(paths, npaths, NULL);
+	mig_finish();
 	scan_release();
 
 	pthread_mutex_lock(&mig_mtx);
