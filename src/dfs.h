@@ -94,6 +94,8 @@ struct node {
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
 	int		 partial;	/* dir: the index may lack entries */
+	int		 tiers_known;	/* dir: fds[] UNKNOWN means present */
+	int		 no_seccap;	/* file: has no security.capability */
 	atomic_int	 busy;		/* ops reaching the file by name */
 	atomic_int	 moving;	/* a migration is switching its tier */
 	struct handle	*handles;	/* open files, for a node with no name left */
@@ -268,6 +270,8 @@ int	tier_ftruncate(int, int, off_t);
 #define TIER_XATTR_LIST		2
 #define TIER_XATTR_REMOVE	3
 ssize_t	tier_xattr(int, int, int, const char *, void *, size_t, int);
+ssize_t	tier_xattr_at(int, int, const char *, int, const char *, void *,
+	    size_t, int);
 int	tier_is_private(const char *);
 void	dirlist_free(struct dirlist *);
 

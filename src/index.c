@@ -80,7 +80,7 @@ static const char *index_sql[Q_LAST] = {
 	    "tiers = tiers | (1 << ?2) WHERE id = ?1",
 	[Q_SET_STAT] = "UPDATE inode SET size = ?2, mtime = ?3, ctime = ?4, "
 	    "nlink = ?5 WHERE id = ?1",
-	[Q_LIST] = "SELECT d.name, i.type, i.tier FROM dentry d "
+	[Q_LIST] = "SELECT d.name, i.type, i.tier, d.inode FROM dentry d "
 	    "JOIN inode i ON i.id = d.inode WHERE d.parent = ?1",
 	[Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[Q_META_SET] = "INSERT OR REPLACE INTO meta (key, value) "
@@ -730,6 +730,7 @@ index_list(fuse_ino_t parent, struct dirlist *l)
 		l->ents[l->n].type = (sqlite3_column_int(q, 1) >> 12) & 017;
 		l->ents[l->n].tier = sqlite3_column_int(q, 2);
 		l->ents[l->n].ino = 0;
+		l->ents[l->n].id = sqlite3_column_int64(q, 3);
 		l->n++;
 	}
 	sqlite3_reset(q);

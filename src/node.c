@@ -274,15 +274,24 @@ node_dirfd(struct node *dir, int t)
 	return (fd >= 0 ? fd : -ENOENT);
 }
 
-/* Make sure every tier's state of dir is known; returns how many hold it. */
+/*
+ * How many tiers hold dir.  When the index told which (tiers_known), a
+ * handle not opened yet counts without a backing call; otherwise each
+ * tier is probed once.
+ */
 int
 node_tiers_known(struct node *dir)
 {
-	int	t, n = 0;
+	int	t, n = 0, fd;
 
-	for (t = 0; t < dfs.ntiers; t++)
-		if (node_dirfd(dir, t) >= 0)
+	for (t = 0; t < dfs.ntiers; t++) {
+		pthread_mutex_lock(&node_mtx);
+		fd = dir->fds[t];
+		pthread_mutex_unlock(&node_mtx);
+		if (fd >= 0 || (fd == DIRFD_UNKNOWN && dir->tiers_known) ||
+		    (fd == DIRFD_UNKNOWN && node_dirfd(dir, t) >= 0))
 			n++;
+	}
 	return (n);
 }
 
@@ -383,6 +392,7 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 		for (t = p->tier; t < dfs.ntiers; t++)
 			if (p->tiers == 0 || (p->tiers & (1u << t)))
 				n->fds[t] = DIRFD_UNKNOWN;
+		n->tiers_known = p->tiers != 0;
 	}
 	if (tsearch(n, &node_ids, node_cmp_id) == NULL) {
 		free(n);

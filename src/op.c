@@ -14,12 +14,14 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 
 	/*
-	 * Always readdirplus: every listed entry gets its node id, so
-	 * d_ino and st_ino agree.
+	 * The kernel picks readdirplus when it helps (ls -l) and plain
+	 * readdir when names are enough (find); either gives the inode
+	 * numbers stat gives.
 	 */
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
 		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)

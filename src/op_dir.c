@@ -97,11 +97,27 @@ op_readdir_common(fuse_req_t req, size_t size, off_t off,
 				break;
 			}
 		} else {
-			/* Node ids are known only for names looked up. */
+			/*
+			 * d_ino is the inode number stat gives: from the
+			 * index, or the node table; until the scan has
+			 * indexed the name, the index learns it here.
+			 */
 			struct node	*c = node_find(h->node, ent->name);
+			struct irow	 r;
 
 			memset(&st, 0, sizeof st);
-			st.st_ino = c != NULL ? c->id : ent->ino;
+			if (ent->id != 0)
+				st.st_ino = ent->id;
+			else if (c != NULL)
+				st.st_ino = c->id;
+			else if (index_lookup(h->node->id, ent->name, &r) == 0)
+				st.st_ino = r.id;
+			else if (resolve_lookup(h->node, ent->name, &e,
+			    NULL) == 0) {
+				st.st_ino = e.ino;
+				node_forget(e.ino, 1);
+			} else
+				st.st_ino = ent->ino;
 			st.st_mode = (mode_t)ent->type << 12;
 			node_put(c);
 			len = fuse_add_direntry(req, p, rem, ent->name, &st,

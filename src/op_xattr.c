@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -18,7 +19,8 @@ static ssize_t
 op_xattr_call(fuse_ino_t ino, int op, const char *name, void *buf,
     size_t len, int flags)
 {
-	struct node	*n;
+	struct node	*n, *parent;
+	char		 fname[NAME_MAX + 1];
 	ssize_t		 rv;
 	int		 fd, doclose, t;
 
@@ -33,20 +35,33 @@ op_xattr_call(fuse_ino_t ino, int op, const char *name, void *buf,
 			if (rv < 0)
 				break;
 		}
-	} else {
-		if (!n->is_dir)
-			node_busy_enter(n);
-		if ((fd = resolve_path_fd(n, &doclose)) < 0)
+	} else if (n->is_dir) {
+		if ((fd = node_dirfd(n, n->tier)) < 0)
 			rv = fd;
-		else {
-			rv = tier_xattr(n->tier, fd, op, name, buf, len,
-			    flags);
-			if (doclose)
-				close(fd);
-		}
-		if (!n->is_dir)
-			node_busy_leave(n);
-	}
+		else
+			rv = tier_xattr(n->tier, fd, op, name, buf, len, flags);
+	} else if (op == TIER_XATTR_GET && n->no_seccap &&
+	    strcmp(name, "security.capability") == 0) {
+		/* Asked before every write; remembered until it is set. */
+		rv = -ENODATA;
+	} else if (node_name(n, &parent, fname, sizeof fname) == 0) {
+		node_busy_enter(n);
+		if ((fd = node_dirfd(parent, n->tier)) < 0)
+			rv = fd;
+		else
+			rv = tier_xattr_at(n->tier, fd, fname, op, name, buf,
+			    len, flags);
+		node_busy_leave(n);
+		node_put(parent);
+		if (name != NULL && strcmp(name, "security.capability") == 0)
+			n->no_seccap = op == TIER_XATTR_GET && rv == -ENODATA;
+	} else if ((fd = resolve_path_fd(n, &doclose)) >= 0) {
+		/* Unlinked but open. */
+		rv = tier_xattr(n->tier, fd, op, name, buf, len, flags);
+		if (doclose)
+			close(fd);
+	} else
+		rv = fd;
 	node_put(n);
 	return (rv);
 }

@@ -362,7 +362,9 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 		p.id = r.id;
 		p.tiers = r.tiers;
 		p.partial = r.partial;
-	} else if (!made && rv == 0)
+	} else if (!made && (rv == 0 ||
+	    (rv == -ENOENT && S_ISDIR(p.st.st_mode))))
+		/* A directory new to the index: find all the tiers it is on. */
 		return (resolve_lookup(parent, name, e, NULL));
 	else if (rv == 0 || rv == -ENOENT) {
 		if (rv == 0)

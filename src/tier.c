@@ -419,6 +419,7 @@ tier_list(int t, int dirfd, struct dirlist *l)
 		e->type = de->d_type;
 		e->tier = t;
 		e->ino = de->d_ino;
+		e->id = 0;
 		l->n++;
 	}
 	closedir(dp);
@@ -508,26 +509,46 @@ ssize_t
 tier_xattr(int t, int fd, int op, const char *name, void *buf, size_t len,
     int flags)
 {
-	char	proc[64];
+	return (tier_xattr_at(t, fd, NULL, op, name, buf, len, flags));
+}
+
+/*
+ * Extended attributes of fname in directory dirfd (NULL: of the object
+ * dirfd itself, which may be an O_PATH handle), through /proc: one call,
+ * never following a symlink at fname.  Sizes or 0, or -errno.
+ */
+ssize_t
+tier_xattr_at(int t, int dirfd, const char *fname, int op, const char *name,
+    void *buf, size_t len, int flags)
+{
+	char	proc[PATH_MAX];
 	ssize_t	rv;
 
 	tier_count(t, &dfs.tiers[t].stats.xattr, 1);
-	tier_procpath(fd, proc, sizeof proc);
+	if (fname != NULL)
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d/%s", dirfd,
+		    fname);
+	else
+		tier_procpath(dirfd, proc, sizeof proc);
 	switch (op) {
 	case TIER_XATTR_GET:
-		rv = getxattr(proc, name, buf, len);
+		rv = fname != NULL ? lgetxattr(proc, name, buf, len) :
+		    getxattr(proc, name, buf, len);
 		break;
 	case TIER_XATTR_SET:
-		rv = setxattr(proc, name, buf, len, flags);
+		rv = fname != NULL ? lsetxattr(proc, name, buf, len, flags) :
+		    setxattr(proc, name, buf, len, flags);
 		break;
 	case TIER_XATTR_LIST:
-		rv = listxattr(proc, buf, len);
+		rv = fname != NULL ? llistxattr(proc, buf, len) :
+		    listxattr(proc, buf, len);
 		break;
 	default:
-		rv = removexattr(proc, name);
+		rv = fname != NULL ? lremovexattr(proc, name) :
+		    removexattr(proc, name);
 		break;
 	}
 	if (rv == -1)
-		return (tier_error(t, "xattr", name, errno));
+		return (tier_error(t, "xattr", name != NULL ? name : "", errno));
 	return (rv);
 }
