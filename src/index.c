@@ -771,6 +771,35 @@ index_run(sqlite3_stmt *q, const char *what)
 	return (rv);
 }
 
+/* Every row a one-off inode query gives; the statement is freed. */
+static int
+index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)
+{
+	struct irow	*rows = NULL, *nr;
+	size_t		 n = 0, cap = 0;
+	int		 rv;
+
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
+				rv = SQLITE_NOMEM;
+				break;
+			}
+			rows = nr;
+		}
+		index_row(q, &rows[n++]);
+	}
+	sqlite3_finalize(q);
+	if (rv != SQLITE_DONE) {
+		free(rows);
+		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
+	}
+	*rowsp = rows;
+	*np = n;
+	return (0);
+}
+
 /*
  * Regular files on tier t, not pinned, oldest first by mtime (by = 0),
  * ctime (1) or last access through dfs (2), older than before (ns), and
@@ -782,10 +811,10 @@ index_candidates(int t, int by, int64_t before, int64_t *after_val,
     fuse_ino_t *after_id, size_t limit, struct irow **rowsp, size_t *np)
 {
 	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
-	struct irow	*rows = NULL, *nr;
+	struct irow	*rows = NULL;
 	sqlite3_stmt	*q;
 	char		 sql[512];
-	size_t		 n = 0, cap = 0;
+	size_t		 n = 0;
 	int		 rv;
 
 	snprintf(sql, sizeof sql, "SELECT id, type, tier, tiers, dev, ino, "
@@ -804,23 +833,10 @@ index_candidates(int t, int by, int64_t before, int64_t *after_val,
 	sqlite3_bind_int64(q, 3, (int64_t)limit);
 	sqlite3_bind_int64(q, 4, *after_val);
 	sqlite3_bind_int64(q, 5, (int64_t)*after_id);
-	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			rows = nr;
-		}
-		index_row(q, &rows[n++]);
-	}
-	sqlite3_finalize(q);
+	rv = index_fetch(q, &rows, &n);
 	pthread_mutex_unlock(&index_mtx);
-	if (rv != SQLITE_DONE) {
-		free(rows);
-		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
-	}
+	if (rv != 0)
+		return (rv);
 	if (n > 0) {
 		*after_val = by == 0 ? rows[n - 1].mtime : by == 1 ?
 		    rows[n - 1].ctime : rows[n - 1].atime_seen;
@@ -839,9 +855,9 @@ int
 index_hot(int t, int64_t reads, int64_t since, size_t limit,
     struct irow **rowsp, size_t *np)
 {
-	struct irow	*rows = NULL, *nr;
+	struct irow	*rows = NULL;
 	sqlite3_stmt	*q;
-	size_t		 n = 0, cap = 0;
+	size_t		 n = 0;
 	int		 rv;
 
 	pthread_mutex_lock(&index_mtx);
@@ -856,23 +872,10 @@ index_hot(int t, int64_t reads, int64_t since, size_t limit,
 	sqlite3_bind_int64(q, 2, reads);
 	sqlite3_bind_int64(q, 3, since);
 	sqlite3_bind_int64(q, 4, (int64_t)limit);
-	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			rows = nr;
-		}
-		index_row(q, &rows[n++]);
-	}
-	sqlite3_finalize(q);
+	rv = index_fetch(q, &rows, &n);
 	pthread_mutex_unlock(&index_mtx);
-	if (rv != SQLITE_DONE) {
-		free(rows);
-		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
-	}
+	if (rv != 0)
+		return (rv);
 	*rowsp = rows;
 	*np = n;
 	return (0);

@@ -512,8 +512,12 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		goto abort;
 	}
 	if ((rv = mig_copy_data(in, out, st->st_size, lim->bandwidth,
-	    bytes)) != 0)
+	    bytes)) != 0) {
+		/* A client writing meanwhile is no error: try it next run. */
+		if (fstat(in, &now) == 0 && !mig_same(&now, st))
+			rv = MIG_SKIP_CHANGED;
 		goto abort;
+	}
 	tier_count(src, &dfs.tiers[src].stats.bytes_read, *bytes);
 	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, *bytes);
 	mig_crash("copy");
@@ -530,8 +534,11 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		goto abort;
 	}
 	if (lim->verify && (rv = mig_verify(in, out, st->st_size)) != 0) {
-		log_error("migrate %s: the copy on tier %s differs from the "
-		    "source", name, dfs.tiers[dst].name);
+		if (fstat(in, &now) == 0 && !mig_same(&now, st))
+			rv = MIG_SKIP_CHANGED;
+		else
+			log_error("migrate %s: the copy on tier %s differs "
+			    "from the source", name, dfs.tiers[dst].name);
 		goto abort;
 	}
 	mig_crash("copied");
