@@ -297,6 +297,7 @@ int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
 int	index_journal_add(const struct jrow *);
 int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);
 int	index_journal_del(fuse_ino_t);
+int	index_journal_del_many(const fuse_ino_t *, size_t);
 int	index_journal(struct jrow **, size_t *);
 int	index_set_pin(fuse_ino_t, int);
 int	index_access(fuse_ino_t, int64_t);

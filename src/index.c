@@ -1046,6 +1046,32 @@ index_journal_del(fuse_ino_t id)
 	return (rv);
 }
 
+/* The journal rows of finished moves, in one transaction. */
+int
+index_journal_del_many(const fuse_ino_t *ids, size_t n)
+{
+	sqlite3_stmt	*q;
+	size_t		 i;
+	int		 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(&index_main)) == 0) {
+		if ((q = index_prep("DELETE FROM journal WHERE inode = ?1")) ==
+		    NULL)
+			rv = -EIO;
+		for (i = 0; i < n && rv == 0; i++) {
+			sqlite3_reset(q);
+			sqlite3_bind_int64(q, 1, ids[i]);
+			if (sqlite3_step(q) != SQLITE_DONE)
+				rv = index_err(index_main.db, "journal delete");
+		}
+		sqlite3_finalize(q);
+		rv = index_end(&index_main, rv);
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
 /* Every journal row, for recovery at start. */
 int
 index_journal(struct jrow **rowsp, size_t *np)

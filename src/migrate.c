@@ -391,11 +391,15 @@ mig_finish(void)
 	}
 	mig_sync_dirs(0);
 	mig_crash("unlinked");
-	for (i = 0; i < mig_ndone; i++) {
-		if (i == 0 || mig_done[i].id != mig_done[i - 1].id)
-			index_journal_del(mig_done[i].id);
-		close(mig_done[i].sfd);
-		close(mig_done[i].dfd);
+	{
+		fuse_ino_t	ids[MIG_DONE_MAX];
+
+		for (i = 0; i < mig_ndone; i++) {
+			ids[i] = mig_done[i].id;
+			close(mig_done[i].sfd);
+			close(mig_done[i].dfd);
+		}
+		index_journal_del_many(ids, mig_ndone);
 	}
 	mig_ndone = 0;
 }
@@ -787,7 +791,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	if (rv == 0) {
 		mig_cur.files++;
 		mig_cur.bytes += st.st_size;
-		log_info("migrated %s from %s to %s (%lld bytes)", it.path,
+		log_debug("migrated %s from %s to %s (%lld bytes)", it.path,
 		    dfs.tiers[src].name, dfs.tiers[to].name,
 		    (long long)st.st_size);
 	} else if (rv > 0)
