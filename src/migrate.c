@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,7 @@
 
 #include "dfs.h"
 
-#define MIG_CHUNK	(8 * 1024 * 1024)
+#define MIG_CHUNK	(1024 * 1024)
 #define MIG_BATCH	512
 
 static pthread_t		 mig_thread;
@@ -204,6 +205,21 @@ mig_pace(double start, uint64_t bytes, uint64_t bandwidth)
 	nanosleep(&ts, NULL);
 }
 
+/*
+ * The bulk copy yields the disk to clients: idle I/O class while it runs,
+ * on schedulers that honour priorities (mq-deadline, bfq).  Syncs and
+ * metadata keep the normal class, so small files are not held back.
+ */
+static void
+mig_ioprio(int idle)
+{
+	int	prio = idle ? 3 << 13 : (2 << 13) | 4;	/* IDLE; BE, 4 */
+
+	if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */,
+	    (int)syscall(SYS_gettid), prio) == -1)
+		log_debug("ioprio_set: %s", strerror(errno));
+}
+
 /* Copy [off, end) of in to out, by copy_file_range or read and write. */
 static int
 mig_copy_range(int in, int out, off_t off, off_t end, double start,
@@ -236,6 +252,13 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 			return (-errno);
 		if (n == 0)
 			return (-EIO);	/* the source shrank: changed */
+		/*
+		 * Write the chunk out now, from this thread and at its I/O
+		 * priority, rather than leave a burst of dirty pages for the
+		 * final fsync to push past clients' reads.
+		 */
+		sync_file_range(out, off, n, SYNC_FILE_RANGE_WAIT_BEFORE |
+		    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
 		off += n;
 		*done += n;
 		mig_pace(start, *done, bandwidth);
@@ -515,8 +538,10 @@ mig_move(struct node *n, struct node *parent, const char *name,
 		rv = out;
 		goto abort;
 	}
-	if ((rv = mig_copy_data(in, out, st->st_size, lim->bandwidth,
-	    bytes)) != 0) {
+	mig_ioprio(1);
+	rv = mig_copy_data(in, out, st->st_size, lim->bandwidth, bytes);
+	mig_ioprio(0);
+	if (rv != 0) {
 		/* A client writing meanwhile is no error: try it next run. */
 		if (fstat(in, &now) == 0 && !mig_same(&now, st))
 			rv = MIG_SKIP_CHANGED;
