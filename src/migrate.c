@@ -26,7 +26,7 @@
 
 #include "dfs.h"
 
-#define MIG_CHUNK	(1024 * 1024)
+#define MIG_CHUNK	(512 * 1024)
 #define MIG_BATCH	512
 
 static pthread_t		 mig_thread;
