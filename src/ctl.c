@@ -416,7 +416,7 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 	unsigned long		 nodes = node_count(), nconflicts;
 	long			 up;
 	int			 i, wname = 4, wpath = 4, haveconflicts;
-	int			 haveusage;
+	int			 haveusage, high, low;
 
 	scan_progress(&scan);
 	haveconflicts = index_conflict_count(&nconflicts) == 0;
@@ -466,6 +466,12 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 			else
 				ctl_buf_printf(b, ",\"files\":null,"
 				    "\"bytes\":null");
+			if (migrate_watermarks(i, &high, &low))
+				ctl_buf_printf(b, ",\"high_watermark\":%d,"
+				    "\"low_watermark\":%d", high, low);
+			else
+				ctl_buf_printf(b, ",\"high_watermark\":null,"
+				    "\"low_watermark\":null");
 			ctl_buf_putc(b, '}');
 		}
 		ctl_buf_printf(b, "]}\n");
@@ -496,8 +502,9 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		if ((int)strlen(dfs.tiers[i].path) > wpath)
 			wpath = strlen(dfs.tiers[i].path);
 	}
-	ctl_buf_printf(b, "%-*s  %-*s  %7s  %7s  %4s  %8s  %7s\n", wname,
-	    "TIER", wpath, "PATH", "USED", "SIZE", "USE%", "FILES", "DATA");
+	ctl_buf_printf(b, "%-*s  %-*s  %7s  %7s  %4s  %8s  %7s  %s\n", wname,
+	    "TIER", wpath, "PATH", "USED", "SIZE", "USE%", "FILES", "DATA",
+	    "WATERMARKS");
 	for (i = 0; i < dfs.ntiers; i++) {
 		ctl_buf_text(b, dfs.tiers[i].name, wname);
 		ctl_buf_printf(b, "  ");
@@ -512,10 +519,16 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		    sp[i].percent);
 		if (haveusage) {
 			ctl_size(held, sizeof held, bytes[i]);
-			ctl_buf_printf(b, "  %8" PRIu64 "  %7s\n", files[i],
+			ctl_buf_printf(b, "  %8" PRIu64 "  %7s", files[i],
 			    held);
 		} else
-			ctl_buf_printf(b, "  %8s  %7s\n", "-", "-");
+			ctl_buf_printf(b, "  %8s  %7s", "-", "-");
+		/* Usage against the watermarks that trigger a run. */
+		if (migrate_watermarks(i, &high, &low))
+			ctl_buf_printf(b, "  high %d%%, low %d%%%s\n", high,
+			    low, sp[i].percent > high ? " (over)" : "");
+		else
+			ctl_buf_printf(b, "  -\n");
 	}
 	ctl_buf_putc(b, '\n');
 	ctl_runs(b, &mig, 0);

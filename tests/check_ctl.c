@@ -724,7 +724,8 @@ START_TEST(test_migrate_commands)
 	free(text);
 	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, DFS_FLAG_JSON, &text),
 	    DFS_STATUS_OK);
-	ck_assert_ptr_nonnull(strstr(text, "\"files\":null,\"bytes\":null}"));
+	ck_assert_ptr_nonnull(strstr(text, "\"files\":null,\"bytes\":null,"
+	    "\"high_watermark\":null,\"low_watermark\":null}"));
 	ck_assert_ptr_nonnull(strstr(text, ",\"migration\":{\"running\":"
 	    "false,\"current\":null,\"runs\":[]},\"tiers\":["));
 	free(text);
