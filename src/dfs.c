@@ -7,7 +7,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -160,45 +159,6 @@ dfs_default_index(const char *mnt)
 		path = NULL;
 	free(real);
 	return (path);
-}
-
-/*
- * The kernel reads ahead 128 KiB on a FUSE mount; requests of up to 1 MiB
- * (max_pages) make sequential reads several times faster.  The setting
- * must follow the session's INIT, which caps it: a stat of the mount
- * point returns only after INIT, so a thread of its own makes it.
- */
-static void *
-dfs_readahead_main(void *arg)
-{
-	struct stat	 st;
-	char		 path[96];
-	int		 fd;
-
-	if (stat((const char *)arg, &st) == -1)
-		return (NULL);
-	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb",
-	    major(st.st_dev), minor(st.st_dev));
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1 ||
-	    write(fd, "1024", 4) != 4)
-		log_debug("%s: %s", path, strerror(errno));
-	if (fd != -1)
-		close(fd);
-	return (NULL);
-}
-
-static void
-dfs_readahead(const char *mnt)
-{
-	pthread_attr_t	attr;
-	pthread_t	thread;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, dfs_readahead_main,
-	    (void *)mnt) != 0)
-		log_debug("read-ahead thread: %s", strerror(errno));
-	pthread_attr_destroy(&attr);
 }
 
 /* Each open handle and each directory on each tier costs a descriptor. */
@@ -638,7 +598,6 @@ main(int argc, char **argv)
 		dfs_fail(report, "cannot mount on %s", mnt);
 	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
 	    dfs.index_path);
-	dfs_readahead(mnt);
 	dfs.se = se;
 	if ((rv = scan_start()) != 0)
 		dfs_fail(report, "scan: %s", strerror(-rv));

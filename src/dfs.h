@@ -400,6 +400,7 @@ void	ns_touch_dir(struct node *, int);
 
 /* op.c */
 extern const struct fuse_lowlevel_ops op_table;
+void	op_tune_once(void);
 void	op_entry_fill(struct node *, const struct stat *,
 	    struct fuse_entry_param *);
 

@@ -4,7 +4,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dfs.h"
 
@@ -43,6 +46,40 @@ static void
 op_destroy(void *userdata)
 {
 	(void)userdata;
+}
+
+/*
+ * The kernel reads ahead 128 KiB on a FUSE mount, and INIT can only lower
+ * that; requests of up to 1 MiB (max_pages) make sequential reads faster.
+ * The bdi setting can raise it once INIT is done, which the first lookup
+ * or getattr proves.  The device comes from mountinfo, not from a stat
+ * of the mount, which would be a request to this very session.
+ */
+void
+op_tune_once(void)
+{
+	static atomic_int	 done;
+	FILE			*f;
+	char			 line[PATH_MAX + 256], dev[32], point[PATH_MAX];
+	char			 path[96];
+	int			 fd, found = 0;
+
+	if (atomic_exchange(&done, 1) != 0 || dfs.mountpoint == NULL)
+		return;
+	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return;
+	while (!found && fgets(line, sizeof line, f) != NULL)
+		found = sscanf(line, "%*s %*s %31s %*s %4095s", dev,
+		    point) == 2 && strcmp(point, dfs.mountpoint) == 0;
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1 ||
+	    write(fd, "1024", 4) != 4)
+		log_debug("%s: %s", path, strerror(errno));
+	if (fd != -1)
+		close(fd);
 }
 
 /* The reply to a lookup or create of n. */

@@ -26,6 +26,7 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat	 st;
 	int		 rv;
 
+	op_tune_once();
 	if ((n = node_get(ino)) == NULL) {
 		fuse_reply_err(req, ESTALE);
 		return;

@@ -16,6 +16,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node		*p;
 	int			 rv;
 
+	op_tune_once();
 	/* "." of a forgotten node: an NFS handle being decoded. */
 	p = strcmp(name, ".") == 0 ? resolve_node(parent, 0) : node_get(parent);
 	if (p == NULL) {
