@@ -893,60 +893,6 @@ ctl_strip_mount(const char *path)
 	return (p);
 }
 
-/*
- * Resolve rel from the root through the index, one component at a time.
- * 0 and the row, or -errno.
- */
-static int
-ctl_resolve(const char *rel, struct irow *r)
-{
-	fuse_ino_t	*stack = NULL, *ns;
-	size_t		 depth = 0, cap = 0, len;
-	const char	*comp;
-	char		 name[NAME_MAX + 1];
-	int		 rv;
-
-	if ((rv = index_get(FUSE_ROOT_ID, r)) != 0)
-		return (rv);
-	while ((comp = ctl_component(&rel, &len)) != NULL) {
-		if (len == 1 && *comp == '.')
-			continue;
-		if (r->type != S_IFDIR) {
-			rv = -ENOTDIR;
-			break;
-		}
-		if (len == 2 && comp[0] == '.' && comp[1] == '.') {
-			if (depth > 0)
-				rv = index_get(stack[--depth], r);
-			else
-				rv = index_get(FUSE_ROOT_ID, r);
-			if (rv != 0)
-				break;
-			continue;
-		}
-		if (len > NAME_MAX) {
-			rv = -ENAMETOOLONG;
-			break;
-		}
-		memcpy(name, comp, len);
-		name[len] = '\0';
-		if (depth == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			if ((ns = realloc(stack, cap * sizeof *stack)) ==
-			    NULL) {
-				rv = -ENOMEM;
-				break;
-			}
-			stack = ns;
-		}
-		stack[depth++] = r->id;
-		if ((rv = index_lookup(r->id, name, r)) != 0)
-			break;
-	}
-	free(stack);
-	return (rv);
-}
-
 static int
 ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b)
 {
@@ -976,7 +922,7 @@ ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b)
 		rv = DFS_STATUS_FAILED;
 		goto out;
 	}
-	if ((rv = ctl_resolve(rel, &r)) != 0) {
+	if ((rv = index_resolve(rel, &r)) != 0) {
 		ctl_buf_text(b, path, 0);
 		if (rv == -ENOENT)
 			ctl_buf_printf(b, ": not in the index");
@@ -1176,7 +1122,7 @@ ctl_lookup(struct ctl_buf *b, const char *path, struct irow *r, char *rel)
 		    0);
 		return (-1);
 	}
-	if ((rv = ctl_resolve(sub, r)) == 0)
+	if ((rv = index_resolve(sub, r)) == 0)
 		rv = index_path(r->id, rel, PATH_MAX);
 	if (rv != 0) {
 		ctl_buf_text(b, path, 0);

@@ -293,6 +293,7 @@ int	index_list(fuse_ino_t, struct dirlist *);
 int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
 	    struct irow **, size_t *);
 int	index_path(fuse_ino_t, char *, size_t);
+int	index_resolve(const char *, struct irow *);
 int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
 int	index_journal_add(const struct jrow *);
 int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);

@@ -771,6 +771,78 @@ index_run(sqlite3_stmt *q, const char *what)
 	return (rv);
 }
 
+/* The next component of a path at *pp, its length in *len; NULL at end. */
+static const char *
+index_component(const char **pp, size_t *len)
+{
+	const char	*s = *pp;
+
+	while (*s == '/')
+		s++;
+	if (*s == '\0') {
+		*pp = s;
+		return (NULL);
+	}
+	*len = strcspn(s, "/");
+	*pp = s + *len;
+	return (s);
+}
+
+/*
+ * Resolve rel, a path from the mount root ("." and ".." allowed), through
+ * the index one component at a time: for dfsctl and migration requests.
+ * 0 and the row, or -errno.
+ */
+int
+index_resolve(const char *rel, struct irow *r)
+{
+	fuse_ino_t	*stack = NULL, *ns;
+	size_t		 depth = 0, cap = 0, len;
+	const char	*comp;
+	char		 name[NAME_MAX + 1];
+	int		 rv;
+
+	if ((rv = index_get(FUSE_ROOT_ID, r)) != 0)
+		return (rv);
+	while ((comp = index_component(&rel, &len)) != NULL) {
+		if (len == 1 && *comp == '.')
+			continue;
+		if (r->type != S_IFDIR) {
+			rv = -ENOTDIR;
+			break;
+		}
+		if (len == 2 && comp[0] == '.' && comp[1] == '.') {
+			if (depth > 0)
+				rv = index_get(stack[--depth], r);
+			else
+				rv = index_get(FUSE_ROOT_ID, r);
+			if (rv != 0)
+				break;
+			continue;
+		}
+		if (len > NAME_MAX) {
+			rv = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, comp, len);
+		name[len] = '\0';
+		if (depth == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			if ((ns = realloc(stack, cap * sizeof *stack)) ==
+			    NULL) {
+				rv = -ENOMEM;
+				break;
+			}
+			stack = ns;
+		}
+		stack[depth++] = r->id;
+		if ((rv = index_lookup(r->id, name, r)) != 0)
+			break;
+	}
+	free(stack);
+	return (rv);
+}
+
 /* Every row a one-off inode query gives; the statement is freed. */
 static int
 index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)

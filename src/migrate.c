@@ -876,28 +876,6 @@ mig_usage(int t)
 	return ((int)(100 - (double)sv.f_bavail * 100 / sv.f_blocks));
 }
 
-/* The inode at path in the mount (from its root), or -ENOENT. */
-static int
-mig_lookup_path(const char *path, struct irow *r)
-{
-	char		 copy[PATH_MAX], *p, *comp;
-	fuse_ino_t	 id = FUSE_ROOT_ID;
-	int		 rv;
-
-	if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy)
-		return (-ENAMETOOLONG);
-	if ((rv = index_get(id, r)) != 0)
-		return (rv);
-	p = copy;
-	while ((comp = strsep(&p, "/")) != NULL) {
-		if (*comp == '\0' || strcmp(comp, ".") == 0)
-			continue;
-		if ((rv = index_lookup(id, comp, r)) != 0)
-			return (rv);
-		id = r->id;
-	}
-	return (0);
-}
 
 /*
  * One run: the named paths, or the watermarks (oldest first until below
@@ -924,7 +902,7 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 
 	if (npaths > 0) {
 		for (i = 0; i < npaths && !mig_limited(plan); i++) {
-			if (mig_lookup_path(paths[i], &r) == 0 &&
+			if (index_resolve(paths[i], &r) == 0 &&
 			    r.type == S_IFREG)
 				mig_one(&r, -1, 0, plan, &lim);
 		}
@@ -1277,7 +1255,7 @@ migrate_explain(const char *path, char *buf, size_t len)
 	char				 name[NAME_MAX + 1], why[256];
 	int				 rv, k, fd;
 
-	if ((rv = mig_lookup_path(path, &r)) != 0)
+	if ((rv = index_resolve(path, &r)) != 0)
 		return (rv);
 	if (r.type != S_IFREG) {
 		snprintf(buf, len, "%s: not a regular file; only files move",
@@ -1325,7 +1303,7 @@ migrate_pin(const char *path, int pin)
 	struct irow	r;
 	int		rv;
 
-	if ((rv = mig_lookup_path(path, &r)) != 0)
+	if ((rv = index_resolve(path, &r)) != 0)
 		return (rv);
 	return (index_set_pin(r.id, pin));
 }
