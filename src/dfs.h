@@ -144,6 +144,14 @@ struct jrow {
 	int		 state;
 };
 
+/* A move's switch: inode id now lives on tier dst as (dev, ino). */
+struct index_switch {
+	fuse_ino_t	 id;
+	int		 dst;
+	uint64_t	 dev;
+	uint64_t	 ino;
+};
+
 /* Why a migration left a file where it is. */
 enum {
 	MIG_SKIP_CHANGED = 1,
@@ -296,7 +304,9 @@ int	index_path(fuse_ino_t, char *, size_t);
 int	index_resolve(const char *, struct irow *);
 int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
 int	index_journal_add(const struct jrow *);
+int	index_journal_add_many(const struct jrow *, size_t);
 int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);
+int	index_switch_many(const struct index_switch *, size_t);
 int	index_journal_del(fuse_ino_t);
 int	index_journal_del_many(const fuse_ino_t *, size_t);
 int	index_journal(struct jrow **, size_t *);
@@ -357,6 +367,7 @@ void	node_scanned(void);
 void	node_busy_enter(struct node *);
 void	node_busy_leave(struct node *);
 void	node_move_begin(struct node *);
+int	node_move_try_begin(struct node *);
 void	node_move_end(struct node *, int, dev_t, ino_t);
 void	node_handle_add(struct node *, struct handle *);
 void	node_handle_del(struct node *, struct handle *);

@@ -9,6 +9,11 @@
  * temp into place and fsync the directory; switch the index row and the
  * journal in one transaction; unlink the source, fsync, drop the journal
  * row.  Recovery at start finishes or undoes what a crash interrupted.
+ *
+ * Small files move in batches, each step taken for the whole batch: one
+ * transaction for the journal rows, one file system commit for the
+ * copies, one transaction for the switches, one sync per directory
+ * before the sources go.  Large files and hard-link groups move alone.
  */
 #include "config.h"
 
@@ -223,7 +228,7 @@ mig_ioprio(int idle)
 /* Copy [off, end) of in to out, by copy_file_range or read and write. */
 static int
 mig_copy_range(int in, int out, off_t off, off_t end, double start,
-    uint64_t *done, uint64_t bandwidth, char **buf)
+    uint64_t *done, uint64_t bandwidth, char **buf, off_t *wb)
 {
 	ssize_t	n, w, r;
 	size_t	len;
@@ -253,12 +258,18 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 		if (n == 0)
 			return (-EIO);	/* the source shrank: changed */
 		/*
-		 * Write the chunk out now, from this thread and at its I/O
-		 * priority, rather than leave a burst of dirty pages for the
-		 * final fsync to push past clients' reads.
+		 * Start the chunk's writeback now, from this thread and at
+		 * its I/O priority, and wait for the chunk before: one chunk
+		 * in flight, rather than a burst of dirty pages for the final
+		 * fsync to push past clients' reads.  A small file's only
+		 * chunk is waited for by the batch's fsync.
 		 */
-		sync_file_range(out, off, n, SYNC_FILE_RANGE_WAIT_BEFORE |
-		    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+		sync_file_range(out, off, n, SYNC_FILE_RANGE_WRITE);
+		if (*wb < off)
+			sync_file_range(out, *wb, off - *wb,
+			    SYNC_FILE_RANGE_WAIT_BEFORE |
+			    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+		*wb = off;
 		off += n;
 		*done += n;
 		mig_pace(start, *done, bandwidth);
@@ -273,7 +284,7 @@ mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
 {
 	double	 start = mig_mono();
 	char	*buf = NULL;
-	off_t	 data, hole, off = 0;
+	off_t	 data, hole, off = 0, wb = 0;
 	int	 rv = 0;
 
 	*copied = 0;
@@ -284,7 +295,7 @@ mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
 		if (data == -1) {
 			/* No hole support: all data. */
 			rv = mig_copy_range(in, out, off, size, start, copied,
-			    bandwidth, &buf);
+			    bandwidth, &buf, &wb);
 			break;
 		}
 		if ((hole = lseek(in, data, SEEK_HOLE)) == -1)
@@ -292,7 +303,7 @@ mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
 		if (hole > size)
 			hole = size;
 		rv = mig_copy_range(in, out, data, hole, start, copied,
-		    bandwidth, &buf);
+		    bandwidth, &buf, &wb);
 		off = hole;
 	}
 	free(buf);
@@ -355,6 +366,7 @@ struct mig_done {
 	int		 sfd;		/* dup of the source directory */
 	char		 name[NAME_MAX + 1];
 	ino_t		 ino;		/* the source's identity */
+	off_t		 size;
 	int		 dst;
 	int		 dfd;		/* dup of the target directory */
 };
@@ -429,7 +441,7 @@ mig_finish(void)
 
 static void
 mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
-    int dst, int dfd)
+    off_t size, int dst, int dfd)
 {
 	struct mig_done	*d;
 
@@ -442,6 +454,7 @@ mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
 	d->src = src;
 	d->dst = dst;
 	d->ino = ino;
+	d->size = size;
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->sfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
 	d->dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
@@ -466,48 +479,432 @@ struct mig_limits {
 };
 
 /*
- * Move node n (name in parent, and the other names of a hard-link group
- * in extra) from tier src to dst: every name moves, or none.  Returns 0
- * when moved, a skip reason (> 0), or -errno.
+ * A move between its copy and its commit.  Copies wait in a batch so that
+ * one file system commit makes them all durable: the first fsync of the
+ * batch commits every copy's metadata, the others find it done.
+ */
+struct mig_pend {
+	struct node	*n;		/* referenced, as is parent */
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	struct stat	 st;		/* the source as the copy began */
+	int		 src;
+	int		 dst;
+	int		 sfd;		/* parent's handles, valid while held */
+	int		 dfd;
+	int		 in;
+	int		 out;
+	char		 tmp[64];
+	uint64_t	 bytes;
+	struct mig_name	*extra;		/* the other names of a link group */
+	size_t		 nextra;
+	char		 path[PATH_MAX];
+};
+
+#define MIG_PEND_MAX	64
+#define MIG_PEND_BYTES	((uint64_t)64 << 20)
+#define MIG_SMALL	((off_t)1 << 20)	/* batched below this size */
+static struct mig_pend	mig_pend[MIG_PEND_MAX];
+static size_t		mig_npend;
+static uint64_t		mig_pend_bytes;
+static struct mig_limits mig_lim;	/* the current run's */
+
+/* Undo a move before its switch: the copy goes, the source stays. */
+static void
+mig_undo(struct mig_pend *p, size_t linked, int moving)
+{
+	while (linked > 0) {
+		linked--;
+		tier_unlinkat(p->dst, p->extra[linked].dfd,
+		    p->extra[linked].name, 0);
+	}
+	if (moving)
+		node_move_end(p->n, -1, 0, 0);
+	if (p->in >= 0)
+		close(p->in);
+	if (p->out >= 0)
+		close(p->out);
+	p->in = p->out = -1;
+	tier_unlinkat(p->dst, p->dfd, p->tmp, 0);
+	index_journal_del(p->n->id);
+}
+
+/*
+ * The handles a move needs, and the target names free: 0, a skip reason
+ * (> 0) or -errno.
+ */
+static int
+mig_check(struct mig_pend *p)
+{
+	struct stat	cst;
+	size_t		i;
+
+	p->in = p->out = -1;
+	p->bytes = 0;
+	snprintf(p->tmp, sizeof p->tmp, "%s%llu", DFS_TMP_PREFIX,
+	    (unsigned long long)p->n->id);
+	if ((p->sfd = node_dirfd(p->parent, p->src)) < 0)
+		return (p->sfd);
+	if ((p->dfd = ns_ensure_dir(p->parent, p->dst)) < 0)
+		return (p->dfd);
+	if (tier_fstatat(p->dst, p->dfd, p->name, &cst) == 0)
+		return (MIG_SKIP_CONFLICT);
+	for (i = 0; i < p->nextra; i++) {
+		struct mig_name	*x = &p->extra[i];
+
+		if ((x->sfd = node_dirfd(x->parent, p->src)) < 0)
+			return (x->sfd);
+		if ((x->dfd = ns_ensure_dir(x->parent, p->dst)) < 0)
+			return (x->dfd);
+		if (tier_fstatat(p->dst, x->dfd, x->name, &cst) == 0)
+			return (MIG_SKIP_CONFLICT);
+	}
+	return (0);
+}
+
+/* The journal row of a move's (first) name. */
+static void
+mig_jrow(const struct mig_pend *p, struct jrow *j)
+{
+	memset(j, 0, sizeof *j);
+	j->id = p->n->id;
+	j->src = p->src;
+	j->dst = p->dst;
+	j->parent = p->parent->id;
+	snprintf(j->name, sizeof j->name, "%s", p->name);
+	snprintf(j->tmp, sizeof j->tmp, "%s", p->tmp);
+	j->ino = p->st.st_ino;
+	j->size = p->st.st_size;
+	j->mtime = mig_ns(&p->st.st_mtim);
+	j->ctime = mig_ns(&p->st.st_ctim);
+	j->state = JOURNAL_COPYING;
+}
+
+/* Open the source and check it is still the file the move was decided on. */
+static int
+mig_open(struct mig_pend *p)
+{
+	struct stat	now;
+
+	/* Reading for the copy is no access: atime stays as it was. */
+	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
+	    O_NOATIME, 0)) < 0)
+		return (p->in);
+	if (fstat(p->in, &now) == -1 || !mig_same(&now, &p->st))
+		return (MIG_SKIP_CHANGED);
+	return (0);
+}
+
+/*
+ * Copy the source into a temp file beside the target name, with owner,
+ * mode, xattrs and times.  Not synced yet.
+ */
+static int
+mig_copy(struct mig_pend *p, const struct mig_limits *lim)
+{
+	struct stat	 now;
+	struct timespec	 ts[2];
+	int		 rv, src = p->src, dst = p->dst;
+
+	tier_unlinkat(dst, p->dfd, p->tmp, 0);
+	p->out = tier_openat(dst, p->dfd, p->tmp, O_RDWR | O_CREAT | O_EXCL |
+	    O_NOATIME, 0600);
+	if (p->out < 0)
+		return (p->out);
+	mig_ioprio(1);
+	rv = mig_copy_data(p->in, p->out, p->st.st_size, lim->bandwidth,
+	    &p->bytes);
+	mig_ioprio(0);
+	if (rv != 0) {
+		/* A client writing meanwhile is no error: try it next run. */
+		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
+			rv = MIG_SKIP_CHANGED;
+		return (rv);
+	}
+	tier_count(src, &dfs.tiers[src].stats.bytes_read, p->bytes);
+	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, p->bytes);
+	mig_crash("copy");
+	if (fchown(p->out, p->st.st_uid, p->st.st_gid) == -1 ||
+	    fchmod(p->out, p->st.st_mode & 07777) == -1)
+		return (-errno);
+	tier_copy_xattrs(p->in, p->out, 0);
+	ts[0] = p->st.st_atim;
+	ts[1] = p->st.st_mtim;
+	if (futimens(p->out, ts) == -1)
+		return (-errno);
+	return (0);
+}
+
+/*
+ * Make the copy durable (on a file system with a journal, the first
+ * fsync of a batch commits every copy's metadata and the others find it
+ * done), then, with verify, read it back.
+ */
+static int
+mig_sync(struct mig_pend *p, const struct mig_limits *lim)
+{
+	struct stat	now;
+	int		rv;
+
+	if (fsync(p->out) == -1)
+		return (tier_error(p->dst, "fsync", p->tmp, errno));
+	if (lim->verify && (rv = mig_verify(p->in, p->out, p->st.st_size)) !=
+	    0) {
+		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
+			return (MIG_SKIP_CHANGED);
+		log_error("migrate %s: the copy on tier %s differs from the "
+		    "source", p->path, dfs.tiers[p->dst].name);
+		return (rv);
+	}
+	return (0);
+}
+
+/*
+ * With the file held off from clients: re-check the source, rename the
+ * copy into place and link the group's other names.  *linked says how
+ * many names to take back out if this fails.
+ */
+static int
+mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
+{
+	struct stat	now;
+	int		rv, dst = p->dst;
+
+	*linked = 0;
+	if (tier_fstatat(p->src, p->sfd, p->name, &now) != 0 ||
+	    !mig_same(&now, &p->st))
+		return (MIG_SKIP_CHANGED);
+	if (p->n->writers > 0)
+		return (MIG_SKIP_WRITERS);
+	if (fstat(p->out, cst) == -1)
+		return (-errno);
+	if ((rv = tier_renameat2(dst, p->dfd, p->tmp, p->dfd, p->name,
+	    RENAME_NOREPLACE)) != 0)
+		return (rv == -EEXIST ? MIG_SKIP_CONFLICT : rv);
+	for (; *linked < p->nextra; (*linked)++) {
+		if ((rv = tier_linkat(dst, p->dfd, p->name,
+		    p->extra[*linked].dfd, p->extra[*linked].name)) != 0) {
+			tier_unlinkat(dst, p->dfd, p->name, 0);
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+/*
+ * After the switch: let clients in on the new tier and hand the sources
+ * to the removal batch (mig_finish), which syncs the target directories
+ * before any source goes.  Readers holding a source open keep reading it.
+ */
+static void
+mig_switched(struct mig_pend *p, const struct stat *cst)
+{
+	size_t	i;
+
+	node_move_end(p->n, p->dst, cst->st_dev, cst->st_ino);
+	mig_defer(p->n->id, p->src, p->sfd, p->name, p->st.st_ino,
+	    p->st.st_size, p->dst, p->dfd);
+	/* A group's data is freed once, with its first name. */
+	for (i = 0; i < p->nextra; i++)
+		mig_defer(p->n->id, p->src, p->extra[i].sfd, p->extra[i].name,
+		    p->st.st_ino, 0, p->dst, p->extra[i].dfd);
+	close(p->in);
+	close(p->out);
+	p->in = p->out = -1;
+	if (dfs.se != NULL)
+		fuse_lowlevel_notify_inval_inode(dfs.se, p->n->id, -1, 0);
+}
+
+/*
+ * The switch of one synced copy, waiting as long as it takes for the
+ * operations in progress on the file.
+ */
+static int
+mig_commit(struct mig_pend *p)
+{
+	struct stat	cst;
+	size_t		linked;
+	int		rv;
+
+	node_move_begin(p->n);
+	if ((rv = mig_place(p, &cst, &linked)) != 0) {
+		mig_undo(p, linked, 1);
+		return (rv);
+	}
+	mig_crash("renamed");
+	if ((rv = index_switch(p->n->id, p->dst, cst.st_dev,
+	    cst.st_ino)) != 0) {
+		/* The source is still the file: take the copy back out. */
+		tier_unlinkat(p->dst, p->dfd, p->name, 0);
+		mig_undo(p, linked, 1);
+		return (rv);
+	}
+	mig_switched(p, &cst);
+	mig_crash("switched");
+	return (0);
+}
+
+/* Count a move's outcome in the current run. */
+static void
+mig_result(const char *path, int src, int to, off_t size, int rv)
+{
+	pthread_mutex_lock(&mig_mtx);
+	if (rv == 0) {
+		mig_cur.files++;
+		mig_cur.bytes += size;
+		log_debug("migrated %s from %s to %s (%lld bytes)", path,
+		    dfs.tiers[src].name, dfs.tiers[to].name, (long long)size);
+	} else if (rv > 0)
+		mig_cur.skipped[rv]++;
+	else {
+		mig_cur.errors++;
+		snprintf(mig_cur.last_error, sizeof mig_cur.last_error,
+		    "%s: %s", path, strerror(-rv));
+		log_error("migrate %s from tier %s to %s: %s", path,
+		    dfs.tiers[src].name, dfs.tiers[to].name, strerror(-rv));
+	}
+	pthread_mutex_unlock(&mig_mtx);
+}
+
+/*
+ * Move the batch of single-named files mig_one decided on, each step
+ * for all of them at once: one transaction for the journal rows, the
+ * sources' reads started together, one file system commit for the
+ * copies, one transaction for the switches.  A file is held off from
+ * clients from its rename until the switch; one that is busy then is
+ * switched on its own afterwards, so the worker never waits on a client
+ * while it holds another file.
+ */
+static void
+mig_flush(void)
+{
+	const struct mig_limits	*lim = &mig_lim;
+	struct jrow		*rows;
+	struct index_switch	 sw[MIG_PEND_MAX];
+	struct stat		 cst[MIG_PEND_MAX];
+	int			 rv[MIG_PEND_MAX], held[MIG_PEND_MAX];
+	struct mig_pend		*p;
+	size_t			 i, nrows = 0, nsw = 0, linked;
+	int			 err;
+
+	if (mig_npend == 0)
+		return;
+	if ((rows = calloc(mig_npend, sizeof *rows)) == NULL) {
+		for (i = 0; i < mig_npend; i++)
+			rv[i] = -ENOMEM;
+		goto results;
+	}
+	for (i = 0; i < mig_npend; i++) {
+		held[i] = 0;
+		if ((rv[i] = mig_check(&mig_pend[i])) == 0)
+			mig_jrow(&mig_pend[i], &rows[nrows++]);
+	}
+	if ((err = index_journal_add_many(rows, nrows)) != 0) {
+		for (i = 0; i < mig_npend; i++)
+			if (rv[i] == 0)
+				rv[i] = err;
+	}
+	free(rows);
+	if (nrows > 0 && err == 0)
+		mig_crash("journal");
+
+	/* Ask for all the sources' data first: the reads overlap. */
+	for (i = 0; i < mig_npend; i++) {
+		p = &mig_pend[i];
+		if (rv[i] != 0)
+			continue;
+		if ((rv[i] = mig_open(p)) == 0)
+			posix_fadvise(p->in, 0, 0, POSIX_FADV_WILLNEED);
+		else
+			mig_undo(p, 0, 0);
+	}
+	for (i = 0; i < mig_npend; i++)
+		if (rv[i] == 0 && (rv[i] = mig_copy(&mig_pend[i], lim)) != 0)
+			mig_undo(&mig_pend[i], 0, 0);
+	for (i = 0; i < mig_npend; i++)
+		if (rv[i] == 0 && (rv[i] = mig_sync(&mig_pend[i], lim)) != 0)
+			mig_undo(&mig_pend[i], 0, 0);
+	if (nrows > 0 && err == 0)
+		mig_crash("copied");
+
+	for (i = 0; i < mig_npend; i++) {
+		p = &mig_pend[i];
+		if (rv[i] != 0 || !node_move_try_begin(p->n))
+			continue;
+		held[i] = 1;
+		if ((rv[i] = mig_place(p, &cst[i], &linked)) != 0) {
+			mig_undo(p, linked, 1);
+			held[i] = 0;
+			continue;
+		}
+		sw[nsw].id = p->n->id;
+		sw[nsw].dst = p->dst;
+		sw[nsw].dev = cst[i].st_dev;
+		sw[nsw].ino = cst[i].st_ino;
+		nsw++;
+	}
+	if (nsw > 0)
+		mig_crash("renamed");
+	if (nsw > 0 && (err = index_switch_many(sw, nsw)) != 0) {
+		/* The sources are still the files: take the copies back out. */
+		for (i = 0; i < mig_npend; i++) {
+			if (!held[i])
+				continue;
+			p = &mig_pend[i];
+			tier_unlinkat(p->dst, p->dfd, p->name, 0);
+			mig_undo(p, p->nextra, 1);
+			rv[i] = err;
+			held[i] = 0;
+		}
+	}
+	for (i = 0; i < mig_npend; i++)
+		if (held[i])
+			mig_switched(&mig_pend[i], &cst[i]);
+	if (nsw > 0)
+		mig_crash("switched");
+	/* The ones a client held: now, waiting their turn. */
+	for (i = 0; i < mig_npend; i++)
+		if (rv[i] == 0 && !held[i])
+			rv[i] = mig_commit(&mig_pend[i]);
+results:
+	for (i = 0; i < mig_npend; i++) {
+		p = &mig_pend[i];
+		mig_result(p->path, p->src, p->dst, p->st.st_size, rv[i]);
+		node_put(p->parent);
+		node_put(p->n);
+	}
+	mig_npend = 0;
+	mig_pend_bytes = 0;
+}
+
+/*
+ * Move n now, on its own, from tier src to dst: a hard-link group goes
+ * this way (name in parent and the other names in extra), every name
+ * moving or none.  Returns 0 when moved, a skip reason (> 0), or -errno.
  */
 static int
 mig_move(struct node *n, struct node *parent, const char *name,
     const struct stat *st, int src, int dst, const struct mig_limits *lim,
-    uint64_t *bytes, struct mig_name *extra, size_t nextra)
+    struct mig_name *extra, size_t nextra)
 {
-	struct jrow	 j;
-	struct stat	 now, cst;
-	struct timespec	 ts[2];
-	size_t		 i, linked = 0;
-	int		 sfd, dfd, in = -1, out = -1, rv, moving = 0;
+	struct mig_pend	p;
+	struct jrow	j;
+	size_t		i;
+	int		rv;
 
-	if ((sfd = node_dirfd(parent, src)) < 0)
-		return (sfd);
-	if ((dfd = ns_ensure_dir(parent, dst)) < 0)
-		return (dfd);
-	if (tier_fstatat(dst, dfd, name, &cst) == 0)
-		return (MIG_SKIP_CONFLICT);
-	for (i = 0; i < nextra; i++) {
-		if ((extra[i].sfd = node_dirfd(extra[i].parent, src)) < 0)
-			return (extra[i].sfd);
-		if ((extra[i].dfd = ns_ensure_dir(extra[i].parent, dst)) < 0)
-			return (extra[i].dfd);
-		if (tier_fstatat(dst, extra[i].dfd, extra[i].name, &cst) == 0)
-			return (MIG_SKIP_CONFLICT);
-	}
-	memset(&j, 0, sizeof j);
-	j.id = n->id;
-	j.src = src;
-	j.dst = dst;
-	j.parent = parent->id;
-	snprintf(j.name, sizeof j.name, "%s", name);
-	snprintf(j.tmp, sizeof j.tmp, "%s%llu", DFS_TMP_PREFIX,
-	    (unsigned long long)n->id);
-	j.ino = st->st_ino;
-	j.size = st->st_size;
-	j.mtime = mig_ns(&st->st_mtim);
-	j.ctime = mig_ns(&st->st_ctim);
-	j.state = JOURNAL_COPYING;
+	memset(&p, 0, sizeof p);
+	p.n = n;
+	p.parent = parent;
+	snprintf(p.name, sizeof p.name, "%s", name);
+	p.st = *st;
+	p.src = src;
+	p.dst = dst;
+	p.extra = extra;
+	p.nextra = nextra;
+	snprintf(p.path, sizeof p.path, "%s", name);
+	if ((rv = mig_check(&p)) != 0)
+		return (rv);
+	mig_jrow(&p, &j);
 	if ((rv = index_journal_add(&j)) != 0)
 		return (rv);
 	/* One row per name, so recovery can finish or undo each. */
@@ -521,123 +918,13 @@ mig_move(struct node *n, struct node *parent, const char *name,
 			goto abort;
 	}
 	mig_crash("journal");
-
-	/* Reading for the copy is no access: atime stays as it was. */
-	if ((in = tier_openat(src, sfd, name, O_RDONLY | O_NOATIME, 0)) < 0) {
-		rv = in;
+	if ((rv = mig_open(&p)) != 0 || (rv = mig_copy(&p, lim)) != 0 ||
+	    (rv = mig_sync(&p, lim)) != 0)
 		goto abort;
-	}
-	if (fstat(in, &now) == -1 || !mig_same(&now, st)) {
-		rv = MIG_SKIP_CHANGED;
-		goto abort;
-	}
-	tier_unlinkat(dst, dfd, j.tmp, 0);
-	out = tier_openat(dst, dfd, j.tmp, O_RDWR | O_CREAT | O_EXCL |
-	    O_NOATIME, 0600);
-	if (out < 0) {
-		rv = out;
-		goto abort;
-	}
-	mig_ioprio(1);
-	rv = mig_copy_data(in, out, st->st_size, lim->bandwidth, bytes);
-	mig_ioprio(0);
-	if (rv != 0) {
-		/* A client writing meanwhile is no error: try it next run. */
-		if (fstat(in, &now) == 0 && !mig_same(&now, st))
-			rv = MIG_SKIP_CHANGED;
-		goto abort;
-	}
-	tier_count(src, &dfs.tiers[src].stats.bytes_read, *bytes);
-	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, *bytes);
-	mig_crash("copy");
-	if (fchown(out, st->st_uid, st->st_gid) == -1 ||
-	    fchmod(out, st->st_mode & 07777) == -1) {
-		rv = -errno;
-		goto abort;
-	}
-	tier_copy_xattrs(in, out, 0);
-	ts[0] = st->st_atim;
-	ts[1] = st->st_mtim;
-	if (futimens(out, ts) == -1 || fsync(out) == -1) {
-		rv = -errno;
-		goto abort;
-	}
-	if (lim->verify && (rv = mig_verify(in, out, st->st_size)) != 0) {
-		if (fstat(in, &now) == 0 && !mig_same(&now, st))
-			rv = MIG_SKIP_CHANGED;
-		else
-			log_error("migrate %s: the copy on tier %s differs "
-			    "from the source", name, dfs.tiers[dst].name);
-		goto abort;
-	}
 	mig_crash("copied");
-
-	/* From here until the switch, no operation reaches the file. */
-	node_move_begin(n);
-	moving = 1;
-	if (tier_fstatat(src, sfd, name, &now) != 0 || !mig_same(&now, st)) {
-		rv = MIG_SKIP_CHANGED;
-		goto abort;
-	}
-	if (n->writers > 0) {
-		rv = MIG_SKIP_WRITERS;
-		goto abort;
-	}
-	if (fstat(out, &cst) == -1) {
-		rv = -errno;
-		goto abort;
-	}
-	if ((rv = tier_renameat2(dst, dfd, j.tmp, dfd, name,
-	    RENAME_NOREPLACE)) != 0) {
-		if (rv == -EEXIST)
-			rv = MIG_SKIP_CONFLICT;
-		goto abort;
-	}
-	for (linked = 0; linked < nextra; linked++) {
-		if ((rv = tier_linkat(dst, dfd, name, extra[linked].dfd,
-		    extra[linked].name)) != 0) {
-			tier_unlinkat(dst, dfd, name, 0);
-			goto abort;
-		}
-	}
-	mig_crash("renamed");
-	if ((rv = index_switch(n->id, dst, cst.st_dev, cst.st_ino)) != 0) {
-		/* The source is still the file: take the copy back out. */
-		tier_unlinkat(dst, dfd, name, 0);
-		goto abort;
-	}
-	node_move_end(n, dst, cst.st_dev, cst.st_ino);
-	moving = 0;
-	mig_crash("switched");
-
-	/*
-	 * The sources go in batches (mig_finish): first the target
-	 * directories are synced, so the copies are durable before any
-	 * source is removed.  Readers holding a source open keep reading it.
-	 */
-	mig_defer(n->id, src, sfd, name, st->st_ino, dst, dfd);
-	for (i = 0; i < nextra; i++)
-		mig_defer(n->id, src, extra[i].sfd, extra[i].name,
-		    st->st_ino, dst, extra[i].dfd);
-	close(in);
-	close(out);
-	if (dfs.se != NULL)
-		fuse_lowlevel_notify_inval_inode(dfs.se, n->id, -1, 0);
-	return (0);
-
+	return (mig_commit(&p));
 abort:
-	while (linked > 0) {
-		linked--;
-		tier_unlinkat(dst, extra[linked].dfd, extra[linked].name, 0);
-	}
-	if (moving)
-		node_move_end(n, -1, 0, 0);
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	tier_unlinkat(dst, dfd, j.tmp, 0);
-	index_journal_del(n->id);
+	mig_undo(&p, 0, 0);
 	return (rv);
 }
 
@@ -648,8 +935,7 @@ abort:
  */
 static int
 mig_move_group(struct node *n, struct node *parent, const char *name,
-    const struct stat *st, int src, int dst, const struct mig_limits *lim,
-    uint64_t *bytes)
+    const struct stat *st, int src, int dst, const struct mig_limits *lim)
 {
 	struct mig_name	*extra = NULL;
 	struct probe	 p;
@@ -686,8 +972,7 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 		    names[i]);
 		nextra++;
 	}
-	rv = mig_move(n, parent, name, st, src, dst, lim, bytes, extra,
-	    nextra);
+	rv = mig_move(n, parent, name, st, src, dst, lim, extra, nextra);
 out:
 	for (i = 0; i < nextra; i++) {
 		node_forget(n->id, 1);	/* the lookups node_enter counted */
@@ -749,7 +1034,6 @@ mig_one(const struct irow *r, int force_to, int promote,
 	char				 name[NAME_MAX + 1];
 	int64_t				 now = mig_now_ns();
 	int				 k, rv, to = -1, src = r->tier, fd;
-	uint64_t			 bytes = 0;
 
 	memset(&it, 0, sizeof it);
 	it.id = r->id;
@@ -804,31 +1088,44 @@ mig_one(const struct irow *r, int force_to, int promote,
 		plan->bytes += st.st_size;
 		goto out;
 	}
-	if (st.st_nlink > 1)
-		rv = mig_move_group(n, parent, name, &st, src, to, lim, &bytes);
-	else
-		rv = mig_move(n, parent, name, &st, src, to, lim, &bytes,
-		    NULL, 0);
+	if (st.st_nlink > 1 || st.st_size >= MIG_SMALL) {
+		/*
+		 * Groups and large files move on their own, after the batch
+		 * before them: a large file's copy outweighs what a batch
+		 * saves, and should not hold a batch's files back.
+		 */
+		mig_flush();
+		if (st.st_nlink > 1)
+			rv = mig_move_group(n, parent, name, &st, src, to, lim);
+		else
+			rv = mig_move(n, parent, name, &st, src, to, lim, NULL,
+			    0);
+		mig_result(it.path, src, to, st.st_size, rv);
+	} else {
+		struct mig_pend	*pd = &mig_pend[mig_npend];
+
+		for (k = 0; k < (int)mig_npend; k++)
+			if (mig_pend[k].n == n)
+				goto out;	/* named twice in a request */
+		/* Decided: the batch holds the references now. */
+		memset(pd, 0, sizeof *pd);
+		pd->n = n;
+		pd->parent = parent;
+		snprintf(pd->name, sizeof pd->name, "%s", name);
+		snprintf(pd->path, sizeof pd->path, "%s", it.path);
+		pd->st = st;
+		pd->src = src;
+		pd->dst = to;
+		n = parent = NULL;
+		mig_npend++;
+		mig_pend_bytes += st.st_size;
+		if (mig_npend == MIG_PEND_MAX ||
+		    mig_pend_bytes >= MIG_PEND_BYTES)
+			mig_flush();
+	}
 	/* Sources wait at most a moment for their batch. */
 	if (mig_ndone > 0 && mig_mono() - mig_done_since > 0.1)
 		mig_finish();
-	pthread_mutex_lock(&mig_mtx);
-	if (rv == 0) {
-		mig_cur.files++;
-		mig_cur.bytes += st.st_size;
-		log_debug("migrated %s from %s to %s (%lld bytes)", it.path,
-		    dfs.tiers[src].name, dfs.tiers[to].name,
-		    (long long)st.st_size);
-	} else if (rv > 0)
-		mig_cur.skipped[rv]++;
-	else {
-		mig_cur.errors++;
-		snprintf(mig_cur.last_error, sizeof mig_cur.last_error,
-		    "%s: %s", it.path, strerror(-rv));
-		log_error("migrate %s from tier %s to %s: %s", it.path,
-		    dfs.tiers[src].name, dfs.tiers[to].name, strerror(-rv));
-	}
-	pthread_mutex_unlock(&mig_mtx);
 	goto out;
 done:
 	if (plan == NULL && it.skip >= 0) {
@@ -852,8 +1149,9 @@ mig_limited(struct mig_plan *plan)
 
 	pthread_mutex_lock(&mig_conf_mtx);
 	pthread_mutex_lock(&mig_mtx);
-	files = plan != NULL ? plan->files : mig_cur.files;
-	bytes = plan != NULL ? plan->bytes : mig_cur.bytes;
+	/* Copies waiting for their batch count as moved. */
+	files = plan != NULL ? plan->files : mig_cur.files + mig_npend;
+	bytes = plan != NULL ? plan->bytes : mig_cur.bytes + mig_pend_bytes;
 	limited = mig_stop || (mig_conf != NULL &&
 	    ((mig_conf->migration.max_files > 0 &&
 	    files >= (unsigned long)mig_conf->migration.max_files) ||
@@ -864,16 +1162,32 @@ mig_limited(struct mig_plan *plan)
 	return (limited);
 }
 
+/*
+ * Tier t's usage in percent, counting as free what the moves in flight
+ * free once their sources go, so that a watermark run stops in time
+ * without giving up its batches.
+ */
 static int
 mig_usage(int t)
 {
 	struct statvfs	sv;
+	double		avail;
+	size_t		i;
 
-	/* Space comes free only once the batch's sources are gone. */
-	mig_finish();
-	if (tier_statfs(t, &sv) != 0 || sv.f_blocks == 0)
+	if (tier_statfs(t, &sv) != 0 || sv.f_blocks == 0 || sv.f_frsize == 0)
 		return (0);
-	return ((int)(100 - (double)sv.f_bavail * 100 / sv.f_blocks));
+	avail = (double)sv.f_bavail;
+	for (i = 0; i < mig_npend; i++)
+		if (mig_pend[i].src == t)
+			avail += (mig_pend[i].st.st_size + sv.f_frsize - 1) /
+			    sv.f_frsize;
+	for (i = 0; i < mig_ndone; i++)
+		if (mig_done[i].src == t)
+			avail += (mig_done[i].size + sv.f_frsize - 1) /
+			    sv.f_frsize;
+	if (avail > sv.f_blocks)
+		avail = sv.f_blocks;
+	return ((int)(100 - avail * 100 / sv.f_blocks));
 }
 
 
@@ -899,6 +1213,8 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 	lim.verify = c != NULL ? c->migration.verify : 0;
 	npol = c != NULL ? (int)c->npolicies : 0;
 	pthread_mutex_unlock(&mig_conf_mtx);
+	if (plan == NULL)
+		mig_lim = lim;
 
 	if (npaths > 0) {
 		for (i = 0; i < npaths && !mig_limited(plan); i++) {
@@ -1001,6 +1317,7 @@ mig_record(char **paths, size_t npaths)
 
 	scan_hold();
 	mig_run(paths, npaths, NULL);
+	mig_flush();
 	mig_finish();
 	scan_release();
 

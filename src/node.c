@@ -642,6 +642,21 @@ node_move_begin(struct node *n)
 	pthread_mutex_unlock(&node_move_mtx);
 }
 
+/*
+ * node_move_begin only if no operation is in progress on n: the worker
+ * holding several files at once must never wait for a client, who may
+ * be waiting for one of them.
+ */
+int
+node_move_try_begin(struct node *n)
+{
+	atomic_store(&n->moving, 1);
+	if (atomic_load(&n->busy) == 0)
+		return (1);
+	node_move_end(n, -1, 0, 0);
+	return (0);
+}
+
 /* The switch is done (t >= 0: n now lives on tier t); let operations in. */
 void
 node_move_end(struct node *n, int t, dev_t dev, ino_t ino)
