@@ -57,6 +57,7 @@ struct dfs {
 	double		 attr_timeout;
 	double		 entry_timeout;
 	int		 debug;
+	atomic_ulong	 client_io;	/* reads and writes served to clients */
 };
 extern struct dfs dfs;
 

@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 
@@ -31,7 +32,12 @@
 
 #include "dfs.h"
 
+/*
+ * The copy's unit: large while clients are quiet, small while they read
+ * or write, so that each of their requests queues behind less of it.
+ */
 #define MIG_CHUNK	(512 * 1024)
+#define MIG_CHUNK_BUSY	(128 * 1024)
 #define MIG_BATCH	512
 
 static pthread_t		 mig_thread;
@@ -228,13 +234,18 @@ mig_ioprio(int idle)
 /* Copy [off, end) of in to out, by copy_file_range or read and write. */
 static int
 mig_copy_range(int in, int out, off_t off, off_t end, double start,
-    uint64_t *done, uint64_t bandwidth, char **buf, off_t *wb)
+    uint64_t *done, uint64_t bandwidth, char **buf, off_t *wb,
+    unsigned long *seen)
 {
-	ssize_t	n, w, r;
-	size_t	len;
+	ssize_t		n, w, r;
+	size_t		len, chunk;
+	unsigned long	io;
 
 	while (off < end) {
-		len = end - off < MIG_CHUNK ? (size_t)(end - off) : MIG_CHUNK;
+		io = atomic_load_explicit(&dfs.client_io, memory_order_relaxed);
+		chunk = io != *seen ? MIG_CHUNK_BUSY : MIG_CHUNK;
+		*seen = io;
+		len = end - off < (off_t)chunk ? (size_t)(end - off) : chunk;
 		if (*buf == NULL) {
 			loff_t	oi = off, oo = off;
 
@@ -282,10 +293,11 @@ static int
 mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
     uint64_t *copied)
 {
-	double	 start = mig_mono();
-	char	*buf = NULL;
-	off_t	 data, hole, off = 0, wb = 0;
-	int	 rv = 0;
+	double		 start = mig_mono();
+	char		*buf = NULL;
+	off_t		 data, hole, off = 0, wb = 0;
+	unsigned long	 seen = 0;
+	int		 rv = 0;
 
 	*copied = 0;
 	while (off < size && rv == 0) {
@@ -295,7 +307,7 @@ mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
 		if (data == -1) {
 			/* No hole support: all data. */
 			rv = mig_copy_range(in, out, off, size, start, copied,
-			    bandwidth, &buf, &wb);
+			    bandwidth, &buf, &wb, &seen);
 			break;
 		}
 		if ((hole = lseek(in, data, SEEK_HOLE)) == -1)
@@ -303,7 +315,7 @@ mig_copy_data(int in, int out, off_t size, uint64_t bandwidth,
 		if (hole > size)
 			hole = size;
 		rv = mig_copy_range(in, out, data, hole, start, copied,
-		    bandwidth, &buf, &wb);
+		    bandwidth, &buf, &wb, &seen);
 		off = hole;
 	}
 	free(buf);
@@ -1377,6 +1389,13 @@ mig_main(void *arg)
 	(void)arg;
 	sigfillset(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/*
+	 * The lowest CPU priority (for this thread alone, on Linux): the
+	 * threads serving clients run first, and the kernel's share of the
+	 * copy is charged to this thread.
+	 */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) == -1)
+		log_debug("setpriority: %s", strerror(errno));
 	for (;;) {
 		/*
 		 * Wake for a request, the interval, or a watermark check.  Runs,

@@ -193,6 +193,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = h->fd;
 	buf.buf[0].pos = off;
+	atomic_fetch_add_explicit(&dfs.client_io, 1, memory_order_relaxed);
 	tier_count(h->tier, &dfs.tiers[h->tier].stats.bytes_read, size);
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -208,6 +209,7 @@ op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = h->fd;
 	out.buf[0].pos = off;
+	atomic_fetch_add_explicit(&dfs.client_io, 1, memory_order_relaxed);
 	n = fuse_buf_copy(&out, in, 0);
 	if (n < 0) {
 		fuse_reply_err(req, -tier_error(h->tier, "write", "", (int)-n));
