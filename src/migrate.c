@@ -556,7 +556,7 @@ mig_check(struct mig_pend *p)
 	snprintf(p->tmp, sizeof p->tmp, "%s%llu", DFS_TMP_PREFIX,
 	    (unsigned long long)p->n->id);
 	if ((p->sfd = node_dirfd(p->parent, p->src)) < 0)
-		return (p->sfd);
+		return (p->sfd == -ENOENT ? MIG_SKIP_CHANGED : p->sfd);
 	if ((p->dfd = ns_ensure_dir(p->parent, p->dst)) < 0)
 		return (p->dfd);
 	if (tier_fstatat(p->dst, p->dfd, p->name, &cst) == 0)
@@ -599,9 +599,10 @@ mig_open(struct mig_pend *p)
 	struct stat	now;
 
 	/* Reading for the copy is no access: atime stays as it was. */
+	/* Renamed or removed since it was picked: a change, no error. */
 	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
 	    O_NOATIME, 0)) < 0)
-		return (p->in);
+		return (p->in == -ENOENT ? MIG_SKIP_CHANGED : p->in);
 	if (fstat(p->in, &now) == -1 || !mig_same(&now, &p->st))
 		return (MIG_SKIP_CHANGED);
 	return (0);

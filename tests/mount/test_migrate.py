@@ -1,8 +1,9 @@
 """The migration worker on real mounts: each policy condition, first-match
 order, exclusions, pins, run limits, the watermark trigger; a moved file's
 identity (content, mode, owner, xattrs, ACL, times, holes, inode number);
-open readers and writers during a move; a SIGKILL at every step of the
-protocol; ENOSPC on the target.
+open readers and writers during a move; clients writing, renaming and
+removing files while small files move in batches; a SIGKILL at every step
+of the protocol; ENOSPC on the target.
 
 Runs are started with `dfsctl migrate --now --wait` when dfsctl has that
 command, else by a short `interval` in the config; then a run is known to
@@ -13,12 +14,14 @@ run that moves a file or meets an error), never from a sleep.
 import errno
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import traceback
 
 from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, TestFailure,
                      _active, _active_lock, check, dfs_bin, eq, is_mounted,
@@ -764,6 +767,305 @@ def test_writer_during_copy_aborts_the_move():
             pr.check(read_file(m.p(n)) == want,
                      "%s through the mount: content lost the marker" % n)
         pr.eq(temps(m), [], "temp files")
+        pr.done()
+
+
+CHURN_DIRS = ("a", "b", "c/deep")
+CHURN_MODES = (0o600, 0o640, 0o664, 0o755, 0o700)
+CHURN_THREADS = 3
+CHURN_MAX_OPS = 20000       # per client thread, if the run goes on that long
+# random operations (weight, most of that kind per client thread): the
+# caps keep most files old enough to move however fast the clients are
+CHURN_OPS = (("read", 83, None), ("chmod", 6, None), ("overwrite", 1, 120),
+             ("append", 1, 120), ("rename", 8.5, 1000), ("unlink", 0.5, 40))
+CHURN_AIMED = 150           # operations on files seen copied, per client
+CHURN_AIM_EVERY = 8         # look for temps on t1 every this many operations
+
+
+def _churn_seed():
+    s = os.environ.get("DFS_SEED")
+    return int(s, 0) if s else random.SystemRandom().randrange(1 << 32)
+
+
+def _mount_files(m):
+    """rel -> (content, permission bits) of every file through the mount."""
+    res = {}
+    for d, dirs, files in os.walk(m.mnt):
+        for f in files:
+            p = os.path.join(d, f)
+            res[os.path.relpath(p, m.mnt)] = (
+                read_file(p), os.lstat(p).st_mode & 0o7777)
+    return res
+
+
+def _tier_files(m):
+    """rel -> tiers holding a file of that name, on the backing dirs."""
+    res = {}
+    for i in range(m.ntiers):
+        for d, dirs, files in os.walk(m.t(i)):
+            for f in files:
+                rel = os.path.relpath(os.path.join(d, f), m.t(i))
+                res.setdefault(rel, []).append(i)
+    return res
+
+
+def _write_all(fd, data):
+    n = 0
+    while n < len(data):
+        n += os.write(fd, data[n:])
+
+
+def _churn_client(m, rng, tid, names, model, fate, bg, out):
+    try:
+        _churn_ops(m, rng, tid, names, model, fate, bg, out)
+    except BaseException:
+        out[tid] = (0, 0, 0, ["the client thread failed:\n" +
+                              traceback.format_exc()])
+
+
+def _churn_ops(m, rng, tid, names, model, fate, bg, out):
+    """One client: overwrite, append, rename, unlink, chmod and read its
+    own files (names: rel -> st_ino through the mount) while the run goes
+    on, keeping model[rel] = [content, mode, written] and fate[old name] =
+    what became of a name it renamed or unlinked.  Some of the operations
+    are aimed at files whose copy is on t1 (a temp named by the inode):
+    files in a batch between copy and switch.  Reports in out[tid]."""
+    bad = []
+    ops = during = aimed = renames = 0
+    done = dict((k, 0) for k, w, cap in CHURN_OPS)
+    caps = dict((k, cap) for k, w, cap in CHURN_OPS)
+    kinds = [k for k, w, cap in CHURN_OPS]
+    weights = [w for k, w, cap in CHURN_OPS]
+    order = sorted(names)
+    by_ino = dict((ino, rel) for rel, ino in names.items())
+
+    def copied():
+        # this client's files with a temp on t1 now
+        res = []
+        for d in CHURN_DIRS:
+            try:
+                ents = os.listdir(m.t(1, d))
+            except OSError:
+                continue
+            for e in ents:
+                ino = e[len(TMP_PREFIX):]
+                if e.startswith(TMP_PREFIX) and ino.isdigit() and \
+                        int(ino) in by_ino:
+                    res.append(by_ino[int(ino)])
+        return res
+
+    def drop(rel):
+        by_ino.pop(names.pop(rel))
+        order.remove(rel)
+
+    while ops < CHURN_MAX_OPS and names and bg.poll() is None:
+        ops += 1
+        rel = op = None
+        if aimed < CHURN_AIMED and ops % CHURN_AIM_EVERY == 0:
+            hot = copied()
+            if hot:
+                aimed += 1
+                rel = rng.choice(hot)
+                op = rng.choice(("overwrite", "append", "rename", "unlink",
+                                 "chmod"))
+        if rel is None:
+            rel = rng.choice(order)
+            op = rng.choices(kinds, weights)[0]
+            if caps[op] is not None and done[op] >= caps[op]:
+                op = "read"
+            done[op] += 1
+        ent = model[rel]
+        try:
+            if op == "read":
+                got = read_file(m.p(rel))
+                mode = os.stat(m.p(rel)).st_mode & 0o7777
+                if got != ent[0]:
+                    bad.append("read %s: %d bytes (sha %s), want %d (sha %s)"
+                               % (rel, len(got), hashlib.sha256(got)
+                                  .hexdigest()[:12], len(ent[0]),
+                                  hashlib.sha256(ent[0]).hexdigest()[:12]))
+                if mode != ent[1]:
+                    bad.append("stat %s: mode %o, want %o" % (
+                        rel, mode, ent[1]))
+            elif op in ("overwrite", "append"):
+                if op == "overwrite":
+                    data = rng.randbytes(rng.randint(1024, 20 * 1024))
+                    flags = os.O_WRONLY | os.O_TRUNC
+                else:
+                    data = rng.randbytes(rng.randint(1, 4096))
+                    flags = os.O_WRONLY | os.O_APPEND
+                fd = os.open(m.p(rel), flags)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                ent[0] = data if op == "overwrite" else ent[0] + data
+                ent[2] = True
+            elif op == "rename":
+                renames += 1
+                new = "%s/r%d-%d" % (
+                    os.path.dirname(rel) if rng.random() < 0.5 else
+                    rng.choice(CHURN_DIRS), tid, renames)
+                os.rename(m.p(rel), m.p(new))
+                model[new] = model.pop(rel)
+                fate[rel] = "renamed to /" + new
+                ino = names[rel]
+                drop(rel)
+                names[new] = ino
+                by_ino[ino] = new
+                order.append(new)
+            elif op == "unlink":
+                os.unlink(m.p(rel))
+                del model[rel]
+                fate[rel] = "unlinked"
+                drop(rel)
+            else:
+                mode = rng.choice(CHURN_MODES)
+                os.chmod(m.p(rel), mode)
+                ent[1] = mode
+        except OSError as e:
+            bad.append("%s %s: %s" % (op, rel, e))
+            if not m.alive():
+                break
+        if bg.poll() is None:
+            during += 1
+    out[tid] = (ops, during, aimed, bad)
+
+
+def test_client_churn_during_batched_moves():
+    # ~1,500 small files move in batches while three clients overwrite,
+    # append to, rename, unlink, chmod and read them through the mount:
+    # every read sees the client's bytes; afterwards the mount lists
+    # exactly the names the clients left, with their content and mode,
+    # each on one tier, no temp left; files the clients did not write
+    # end on t1 after a second run; the same after a remount
+    if not dfsctl_has("migrate"):
+        raise TestFailure("dfsctl has no migrate command (dfsctl -h)")
+    seed = _churn_seed()
+    rng = random.Random(seed)
+    model = {}
+    for i in range(1500):
+        rel = "%s/f%04d" % (CHURN_DIRS[i % len(CHURN_DIRS)], i)
+        model[rel] = [rng.randbytes(rng.randint(1024, 20 * 1024)), 0o644,
+                      False]
+
+    def populate(m):
+        for rel, (data, mode, _) in model.items():
+            mkfile(m.t(0, rel), data, when=OLD, mode=mode)
+    with MigMount(policy("all", to="t1", age="1d"), populate=populate) as m:
+        # every file known before the run starts (the clients' renames
+        # are then of files the run may have decided on)
+        eq(len(_mount_files(m)), len(model), "files through the mount")
+        names = [{} for _ in range(CHURN_THREADS)]
+        for k, rel in enumerate(sorted(model)):
+            names[k % CHURN_THREADS][rel] = os.stat(m.p(rel)).st_ino
+        outf = open(os.path.join(m.root, "migrate.out"), "wb")
+        bg = subprocess.Popen([dfsctl_bin(), "-s", m.sock, "migrate",
+                               "--now", "--wait"], stdin=subprocess.DEVNULL,
+                              stdout=outf, stderr=subprocess.STDOUT)
+        out = {}
+        fate = {}
+        threads = [threading.Thread(target=_churn_client, args=(
+            m, random.Random(rng.randrange(1 << 32)), tid, names[tid],
+            model, fate, bg, out)) for tid in range(CHURN_THREADS)]
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + RUN_TIMEOUT
+            for t in threads:
+                t.join(timeout=max(0.1, deadline - time.monotonic()))
+        finally:
+            try:
+                rc = bg.wait(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                kill_pid(bg.pid)
+                rc = bg.wait()
+            outf.close()
+        pr = Problems(m)
+        with open(os.path.join(m.root, "migrate.out"), errors="replace") \
+                as f:
+            said = f.read().strip()
+        if rc != 0:
+            # what the run counted as errors, and what the clients had
+            # done to those files
+            errs = re.findall(r"migrate /(\S+) from tier \S+ to \S+: (.*)",
+                              m.full_log())
+            pr.items.append(
+                "dfsctl migrate --now --wait during the churn: status %d "
+                "(%s); the errors logged, with what the clients did to the "
+                "file:\n    %s" % (rc, " / ".join(said.splitlines()),
+                                   "\n    ".join(
+                    "/%s: %s (%s)" % (rel, err, fate.get(
+                        rel, "not renamed or unlinked")) for rel, err in
+                    errs[:20])))
+        ops = during = aimed = 0
+        for tid in range(CHURN_THREADS):
+            if tid not in out:
+                pr.items.append("client %d did not finish" % tid)
+                continue
+            o, d, a, bad = out[tid]
+            ops += o
+            during += d
+            aimed += a
+            pr.items.extend("client %d: %s" % (tid, b) for b in bad[:20])
+            if len(bad) > 20:
+                pr.items.append("client %d: %d more" % (tid, len(bad) - 20))
+        pr.check(during > 0, "no client operation ran during the run "
+                 "(%d in all)" % ops)
+        moved = sum(1 for rel in model if holders(m, rel) == [1])
+        pr.check(moved > 0, "the run moved no file")
+
+        def check_all(when):
+            got = _mount_files(m)
+            missing = sorted(set(model) - set(got))
+            extra = sorted(set(got) - set(model))
+            pr.check(not missing, "%s: %d names missing through the mount: "
+                     "%s" % (when, len(missing), missing[:10]))
+            pr.check(not extra, "%s: %d names through the mount the clients "
+                     "removed or renamed: %s" % (when, len(extra),
+                                                 extra[:10]))
+            wrong = sorted(rel for rel in set(model) & set(got)
+                           if got[rel][0] != model[rel][0])
+            pr.check(not wrong, "%s: %d files with other content: %s" % (
+                when, len(wrong), ["%s (%d bytes, want %d)" % (
+                    rel, len(got[rel][0]), len(model[rel][0]))
+                    for rel in wrong[:10]]))
+            modes = sorted(rel for rel in set(model) & set(got)
+                           if got[rel][1] != model[rel][1])
+            pr.check(not modes, "%s: %d files with another mode: %s" % (
+                when, len(modes), ["%s %o, want %o" % (
+                    rel, got[rel][1], model[rel][1]) for rel in modes[:10]]))
+            tiers = _tier_files(m)
+            stray = sorted(rel for rel in tiers if rel not in model and
+                           not os.path.basename(rel).startswith(TMP_PREFIX))
+            pr.check(not stray, "%s: %d names on the tiers not in the model:"
+                     " %s" % (when, len(stray), ["%s on %s" % (
+                         rel, where(m, rel)) for rel in stray[:10]]))
+            twice = sorted(rel for rel in model if len(holders(m, rel)) != 1)
+            pr.check(not twice, "%s: %d names not on exactly one tier: %s" %
+                     (when, len(twice), ["%s on %s" % (rel, where(m, rel))
+                                         for rel in twice[:10]]))
+            pr.eq(temps(m), [], "%s: temp files" % when)
+
+        check_all("after the run")
+        # a second run moves what the first skipped; what the clients
+        # wrote is young now and may stay
+        r = m.migrate(ok=False)
+        pr.eq(r[0], 0, "the second run: dfsctl migrate --now --wait status"
+              " (%s)" % " / ".join((r[1] + r[2]).splitlines()))
+        left = sorted(rel for rel in model if not model[rel][2] and
+                      holders(m, rel) != [1])
+        pr.check(not left, "after a second run: %d files the clients did "
+                 "not write not on t1: %s" % (len(left), [
+                     "%s on %s" % (rel, where(m, rel)) for rel in left[:10]]))
+        check_all("after a second run")
+        m.remount()
+        check_all("after a remount")
+        if pr.items:
+            pr.items.insert(0, "DFS_SEED=%d: %d client operations, %d during "
+                            "the run, %d on files seen copied; %d files on "
+                            "t1 after the run" % (seed, ops, during, aimed,
+                                                  moved))
         pr.done()
 
 
