@@ -145,6 +145,10 @@ static char			*index_file;
 static atomic_int		 index_scanned;	/* a full scan has completed */
 static atomic_long		 index_gen;	/* the current scan generation */
 
+static int	index_sync_locked(void);
+static int	index_group_start(void);
+static void	index_group_end(void);
+
 static int
 index_err(sqlite3 *db, const char *what)
 {
@@ -300,6 +304,17 @@ index_open(const char *path, char **cause)
 		asprintf(cause, "index %s: %s", path, sqlite3_errmsg(c->db));
 		return (-1);
 	}
+	/*
+	 * After an unclean stop the last group of changes may be lost with
+	 * the ids it handed out: skip past any of them.
+	 */
+	if (dirty)
+		sqlite3_exec(c->db, "UPDATE sqlite_sequence SET seq = seq + "
+		    "1048576 WHERE name = 'inode'", NULL, NULL, NULL);
+	if (index_group_start() != 0) {
+		asprintf(cause, "index %s: cannot start a thread", path);
+		return (-1);
+	}
 	rv = dirty || !scanned;
 	/*
 	 * A scan runs at every start, since the tiers may have changed while
@@ -313,6 +328,7 @@ void
 index_close(int clean)
 {
 	index_flush(0);
+	index_group_end();
 	pthread_mutex_lock(&index_mtx);
 	if (index_main.db != NULL && clean)
 		index_meta_set(&index_main, "dirty", 0);
@@ -503,9 +519,168 @@ index_remove_dentry(struct index_conn *c, fuse_ino_t parent,
 	return (index_step_done(c, q, "remove inode"));
 }
 
+/*
+ * Changes through index_main commit in groups.  Once the index is whole
+ * and no scan runs, a transaction stays open for up to INDEX_GROUP_NS
+ * and takes every change made meanwhile, each in a savepoint of its own;
+ * a change costs its statements, not a commit.  A kill -9 loses at most
+ * that window of index changes, never a file: the scan at the next start
+ * puts back what the tiers hold (and the inode sequence skips ahead, so
+ * no id handed out is reused).  What recovery depends on (journal rows,
+ * switches, pins) commits at once, as does anything before a reader on
+ * another connection looks.
+ */
+#define INDEX_GROUP_NS	(5 * 1000000LL)
+
+static int		index_group_open;	/* under index_mtx */
+static int		index_in_savepoint;
+static int64_t		index_group_since;
+static int		index_scanning;
+static int		index_group_stop;
+static pthread_t	index_group_thread;
+static int		index_group_started;
+static pthread_cond_t	index_group_cv;
+static sqlite3_stmt	*index_sp_q[3];	/* SAVEPOINT, RELEASE, ROLLBACK TO */
+
+/* Run one of the savepoint statements, prepared once. */
+static int
+index_sp(int which)
+{
+	static const char *const	sql[3] = { "SAVEPOINT op",
+	    "RELEASE op", "ROLLBACK TO op" };
+	sqlite3_stmt			*q;
+	int				 rv;
+
+	if (index_sp_q[which] == NULL && sqlite3_prepare_v3(index_main.db,
+	    sql[which], -1, SQLITE_PREPARE_PERSISTENT, &index_sp_q[which],
+	    NULL) != SQLITE_OK)
+		return (SQLITE_ERROR);
+	q = index_sp_q[which];
+	rv = sqlite3_step(q);
+	sqlite3_reset(q);
+	return (rv == SQLITE_DONE ? SQLITE_OK : rv);
+}
+
+static int64_t
+index_mono_ns(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
+/* Commit index_main's open group, if any; index_mtx is held. */
+static int
+index_sync_locked(void)
+{
+	int	rv = 0;
+
+	if (!index_group_open)
+		return (0);
+	index_group_open = 0;
+	if (sqlite3_exec(index_main.db, "COMMIT", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		/* The tiers keep every file; the next scan puts the rows back. */
+		rv = index_err(index_main.db, "group commit");
+		sqlite3_exec(index_main.db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return (rv);
+}
+
+/* Commit what index_main has open, before another connection reads. */
+static void
+index_sync(void)
+{
+	pthread_mutex_lock(&index_mtx);
+	index_sync_locked();
+	pthread_mutex_unlock(&index_mtx);
+}
+
+/* Commits each group once it has been open INDEX_GROUP_NS. */
+static void *
+index_group_main(void *arg)
+{
+	struct timespec	ts;
+	int64_t		due;
+
+	(void)arg;
+	pthread_mutex_lock(&index_mtx);
+	while (!index_group_stop) {
+		if (!index_group_open) {
+			pthread_cond_wait(&index_group_cv, &index_mtx);
+			continue;
+		}
+		due = index_group_since + INDEX_GROUP_NS;
+		if (index_mono_ns() >= due) {
+			index_sync_locked();
+			continue;
+		}
+		ts.tv_sec = due / 1000000000;
+		ts.tv_nsec = due % 1000000000;
+		pthread_cond_timedwait(&index_group_cv, &index_mtx, &ts);
+	}
+	index_sync_locked();
+	pthread_mutex_unlock(&index_mtx);
+	return (NULL);
+}
+
+static int
+index_group_start(void)
+{
+	pthread_condattr_t	a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&index_group_cv, &a);
+	pthread_condattr_destroy(&a);
+	index_group_stop = 0;
+	if (pthread_create(&index_group_thread, NULL, index_group_main,
+	    NULL) != 0)
+		return (-1);
+	index_group_started = 1;
+	return (0);
+}
+
+static void
+index_group_end(void)
+{
+	int	i;
+
+	if (!index_group_started)
+		return;
+	pthread_mutex_lock(&index_mtx);
+	index_group_stop = 1;
+	pthread_cond_signal(&index_group_cv);
+	pthread_mutex_unlock(&index_mtx);
+	pthread_join(index_group_thread, NULL);
+	index_group_started = 0;
+	for (i = 0; i < 3; i++) {
+		sqlite3_finalize(index_sp_q[i]);
+		index_sp_q[i] = NULL;
+	}
+}
+
 static int
 index_begin(struct index_conn *c)
 {
+	if (c == &index_main && atomic_load(&index_scanned) &&
+	    !index_scanning && index_group_started) {
+		if (!index_group_open) {
+			if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL,
+			    NULL) != SQLITE_OK)
+				return (index_err(c->db, "begin"));
+			index_group_open = 1;
+			index_group_since = index_mono_ns();
+			pthread_cond_signal(&index_group_cv);
+		}
+		if (index_sp(0) != SQLITE_OK)
+			return (index_err(c->db, "savepoint"));
+		index_in_savepoint = 1;
+		return (0);
+	}
+	if (c == &index_main)
+		index_sync_locked();
 	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		return (index_err(c->db, "begin"));
@@ -515,6 +690,16 @@ index_begin(struct index_conn *c)
 static int
 index_end(struct index_conn *c, int rv)
 {
+	if (c == &index_main && index_in_savepoint) {
+		index_in_savepoint = 0;
+		if (rv != 0)
+			index_sp(2);
+		if (index_sp(1) != SQLITE_OK && rv == 0)
+			rv = index_err(c->db, "release");
+		if (index_mono_ns() - index_group_since >= INDEX_GROUP_NS)
+			index_sync_locked();
+		return (rv);
+	}
 	if (rv == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		rv = index_err(c->db, "commit");
@@ -1077,6 +1262,7 @@ index_journal_add_many(const struct jrow *j, size_t n)
 		sqlite3_finalize(q);
 		rv = index_end(&index_main, rv);
 	}
+	index_sync_locked();
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -1126,6 +1312,7 @@ index_switch_many(const struct index_switch *sw, size_t n)
 	sqlite3_finalize(q);
 	sqlite3_finalize(qj);
 	rv = index_end(&index_main, rv);
+	index_sync_locked();
 out:
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
@@ -1150,6 +1337,7 @@ index_journal_del(fuse_ino_t id)
 		sqlite3_bind_int64(q, 1, id);
 		rv = index_run(q, "journal delete");
 	}
+	index_sync_locked();
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -1176,6 +1364,7 @@ index_journal_del_many(const fuse_ino_t *ids, size_t n)
 		sqlite3_finalize(q);
 		rv = index_end(&index_main, rv);
 	}
+	index_sync_locked();
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -1243,6 +1432,7 @@ index_set_pin(fuse_ino_t id, int pin)
 		if (rv == 0 && sqlite3_changes(index_main.db) == 0)
 			rv = -ENOENT;
 	}
+	index_sync_locked();
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -1383,6 +1573,11 @@ index_scan_begin(unsigned all_tiers, char **cause)
 
 	if (index_conn_open(c, cause) != 0)
 		return (-1);
+	/* The scan writes beside index_main: no group may hold it off. */
+	pthread_mutex_lock(&index_mtx);
+	index_sync_locked();
+	index_scanning = 1;
+	pthread_mutex_unlock(&index_mtx);
 	atomic_fetch_add(&index_gen, 1);
 	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM dentry", -1, &q,
 	    NULL) != SQLITE_OK)
@@ -1400,6 +1595,9 @@ index_scan_begin(unsigned all_tiers, char **cause)
 fail:
 	asprintf(cause, "index %s: scan: %s", index_file,
 	    sqlite3_errmsg(c->db));
+	pthread_mutex_lock(&index_mtx);
+	index_scanning = 0;
+	pthread_mutex_unlock(&index_mtx);
 	index_conn_close(c);
 	return (-1);
 }
@@ -1533,6 +1731,9 @@ index_scan_end(int ok)
 	index_conn_close(c);
 	if (rv == 0 && ok)
 		atomic_store(&index_scanned, 1);
+	pthread_mutex_lock(&index_mtx);
+	index_scanning = 0;
+	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
 
@@ -1674,6 +1875,7 @@ index_reader(sqlite3 **db)
 	*db = NULL;
 	if (index_file == NULL)
 		return (-ENXIO);
+	index_sync();
 	if (sqlite3_open_v2(index_file, db, SQLITE_OPEN_READONLY |
 	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		rv = index_err(*db, "read-only connection");
