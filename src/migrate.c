@@ -199,6 +199,20 @@ migrate_recover(void)
 	return (rv);
 }
 
+static void
+mig_rest(double s)
+{
+	struct timespec	ts;
+
+	if (s <= 0)
+		return;
+	if (s > 0.1)
+		s = 0.1;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)(s * 1e9);
+	nanosleep(&ts, NULL);
+}
+
 /* Keep to the bandwidth limit: sleep off any lead over it. */
 static void
 mig_pace(double start, uint64_t bytes, uint64_t bandwidth)
@@ -240,11 +254,15 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 	ssize_t		n, w, r;
 	size_t		len, chunk;
 	unsigned long	io;
+	double		t0;
+	int		busy;
 
 	while (off < end) {
 		io = atomic_load_explicit(&dfs.client_io, memory_order_relaxed);
-		chunk = io != *seen ? MIG_CHUNK_BUSY : MIG_CHUNK;
+		busy = io != *seen;
+		chunk = busy ? MIG_CHUNK_BUSY : MIG_CHUNK;
 		*seen = io;
+		t0 = mig_mono();
 		len = end - off < (off_t)chunk ? (size_t)(end - off) : chunk;
 		if (*buf == NULL) {
 			loff_t	oi = off, oo = off;
@@ -284,6 +302,12 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 		off += n;
 		*done += n;
 		mig_pace(start, *done, bandwidth);
+		/*
+		 * While clients read or write, the copy takes at most half
+		 * the time: it rests as long as its chunk took.
+		 */
+		if (busy)
+			mig_rest(mig_mono() - t0);
 	}
 	return (0);
 }
