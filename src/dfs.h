@@ -350,6 +350,7 @@ int	migrate_explain(const char *, char *, size_t);
 int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);
 void	migrate_wake(void);
+int	migrate_sources_flush(void);
 
 /* node.c */
 int	node_init(void);

@@ -411,6 +411,9 @@ struct mig_done {
 static struct mig_done	mig_done[MIG_DONE_MAX];
 static size_t		mig_ndone;
 static double		mig_done_since;
+/* The worker fills the batch; a client's create may empty it early. */
+static pthread_mutex_t	mig_done_mtx = PTHREAD_MUTEX_INITIALIZER;
+static double		mig_finished;	/* when a batch last went */
 
 static int
 mig_same_dir(int a, int b)
@@ -446,7 +449,7 @@ mig_sync_dirs(int target)
  * synced, and the journal rows dropped.
  */
 static void
-mig_finish(void)
+mig_finish_locked(void)
 {
 	struct stat	st;
 	size_t		i;
@@ -473,6 +476,33 @@ mig_finish(void)
 		index_journal_del_many(ids, mig_ndone);
 	}
 	mig_ndone = 0;
+	mig_finished = mig_mono();
+}
+
+static void
+mig_finish(void)
+{
+	pthread_mutex_lock(&mig_done_mtx);
+	mig_finish_locked();
+	pthread_mutex_unlock(&mig_done_mtx);
+}
+
+/*
+ * The sources of switched moves go now, not with their batch: a client
+ * that removed a moved file may make a new one of that name on the
+ * source tier at once.  Returns whether any were waiting.
+ */
+int
+migrate_sources_flush(void)
+{
+	int	any;
+
+	pthread_mutex_lock(&mig_done_mtx);
+	/* Or the worker removed some just before: worth a retry too. */
+	any = mig_ndone > 0 || mig_mono() - mig_finished < 1.0;
+	mig_finish_locked();
+	pthread_mutex_unlock(&mig_done_mtx);
+	return (any);
 }
 
 static void
@@ -481,8 +511,9 @@ mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
 {
 	struct mig_done	*d;
 
+	pthread_mutex_lock(&mig_done_mtx);
 	if (mig_ndone == MIG_DONE_MAX)
-		mig_finish();
+		mig_finish_locked();
 	if (mig_ndone == 0)
 		mig_done_since = mig_mono();
 	d = &mig_done[mig_ndone];
@@ -504,9 +535,11 @@ mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
 		tier_unlinkat(src, sfd, name, 0);
 		mig_fsync_dir(src, sfd);
 		index_journal_del(id);
+		pthread_mutex_unlock(&mig_done_mtx);
 		return;
 	}
 	mig_ndone++;
+	pthread_mutex_unlock(&mig_done_mtx);
 }
 
 struct mig_limits {
@@ -1161,8 +1194,10 @@ mig_one(const struct irow *r, int force_to, int promote,
 			mig_flush();
 	}
 	/* Sources wait at most a moment for their batch. */
+	pthread_mutex_lock(&mig_done_mtx);
 	if (mig_ndone > 0 && mig_mono() - mig_done_since > 0.1)
-		mig_finish();
+		mig_finish_locked();
+	pthread_mutex_unlock(&mig_done_mtx);
 	goto out;
 done:
 	if (plan == NULL && it.skip >= 0) {
@@ -1218,10 +1253,12 @@ mig_usage(int t)
 		if (mig_pend[i].src == t)
 			avail += (mig_pend[i].st.st_size + sv.f_frsize - 1) /
 			    sv.f_frsize;
+	pthread_mutex_lock(&mig_done_mtx);
 	for (i = 0; i < mig_ndone; i++)
 		if (mig_done[i].src == t)
 			avail += (mig_done[i].size + sv.f_frsize - 1) /
 			    sv.f_frsize;
+	pthread_mutex_unlock(&mig_done_mtx);
 	if (avail > sv.f_blocks)
 		avail = sv.f_blocks;
 	return ((int)(100 - avail * 100 / sv.f_blocks));

@@ -126,6 +126,18 @@ ns_own(int t, int dirfd, const char *name, int fd, mode_t mode,
 	return (rv);
 }
 
+/*
+ * A tier may still hold a moved file's source, waiting to be removed with
+ * its batch, under a name a client has since freed: on a clash, have the
+ * waiting sources removed now and let the caller try once more.
+ */
+static int
+ns_retry(int rv)
+{
+	return ((rv == -EEXIST || rv == -ENOTDIR || rv == -EISDIR) &&
+	    migrate_sources_flush());
+}
+
 /* A name about to be made must not exist on any tier. */
 static int
 ns_absent(struct node *parent, const char *name)
@@ -145,18 +157,20 @@ ns_make(struct node *parent, const char *name, mode_t mode, dev_t rdev,
     const char *target, const struct fuse_ctx *ctx,
     struct fuse_entry_param *e)
 {
-	int	pfd, rv;
+	int	pfd, rv, retry = 0;
 
 	if ((rv = ns_absent(parent, name)) != 0)
 		return (rv);
 	if ((pfd = ns_ensure_dir(parent, 0)) < 0)
 		return (pfd);
-	if (target != NULL)
-		rv = tier_symlinkat(0, target, pfd, name);
-	else if (S_ISDIR(mode))
-		rv = tier_mkdirat(0, pfd, name, mode & 07777);
-	else
-		rv = tier_mknodat(0, pfd, name, mode, rdev);
+	do {
+		if (target != NULL)
+			rv = tier_symlinkat(0, target, pfd, name);
+		else if (S_ISDIR(mode))
+			rv = tier_mkdirat(0, pfd, name, mode & 07777);
+		else
+			rv = tier_mknodat(0, pfd, name, mode, rdev);
+	} while (rv != 0 && retry++ == 0 && ns_retry(rv));
 	if (rv != 0)
 		return (rv);
 	if (target != NULL)
@@ -185,6 +199,9 @@ ns_create(struct node *parent, const char *name, mode_t mode, int flags,
 		return (pfd);
 	flags &= ~O_NOFOLLOW;
 	fd = tier_openat(0, pfd, name, flags | O_CREAT | O_EXCL, mode & 07777);
+	if (ns_retry(fd))
+		fd = tier_openat(0, pfd, name, flags | O_CREAT | O_EXCL,
+		    mode & 07777);
 	if (fd < 0)
 		return (fd);
 	if ((rv = ns_own(0, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
@@ -242,7 +259,9 @@ ns_link(struct node *n, struct node *nparent, const char *nname,
 		rv = opfd;
 	else if ((npfd = ns_ensure_dir(nparent, t)) < 0)
 		rv = npfd;
-	else if ((rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0 &&
+	else if (((rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0 ||
+	    (ns_retry(rv) &&
+	    (rv = tier_linkat(t, opfd, oname, npfd, nname)) == 0)) &&
 	    (rv = ns_link_enter(n, nparent, nname, t, npfd, e)) == 0)
 		ns_touch_dir(nparent, t);
 	node_busy_leave(n);
@@ -393,7 +412,8 @@ ns_rename_tiers(unsigned mask, struct node *p1, const char *n1,
 			rv = ofd;
 		else if ((nfd = ns_ensure_dir(p2, t)) < 0)
 			rv = nfd;
-		else
+		else if ((rv = tier_renameat2(t, ofd, n1, nfd, n2, flags)) !=
+		    0 && ns_retry(rv))
 			rv = tier_renameat2(t, ofd, n1, nfd, n2, flags);
 		if (rv != 0)
 			break;

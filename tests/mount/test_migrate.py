@@ -1220,3 +1220,60 @@ def test_hardlink_group_moves_as_one():
         pr.eq((a.st_ino, b.st_ino, a.st_nlink), (ino, ino, 2),
               "st_ino and st_nlink through the mount")
         pr.done()
+
+
+def test_name_of_moved_file_is_free_at_once():
+    # A moved file's source waits a moment to be removed with its batch;
+    # a client who removes the file must be able to make a new one of
+    # that name on the source tier at once (create, mkdir, rename onto).
+    n = 1500
+    data = {i: b"old %d " % i * 50 for i in range(n)}
+
+    def populate(m):
+        for i in range(n):
+            mkfile(m.t(0, "d", "f%04d" % i), data[i], when=OLD + i)
+    with MigMount(policy("all", to="t1", age="1d"), populate=populate) as m:
+        bg = subprocess.Popen([dfsctl_bin(), "-s", m.sock, "migrate",
+                               "--now", "--wait"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        done, bad, kinds = [], [], ("create", "mkdir", "rename")
+        try:
+            # names the worker has switched but whose source is still there
+            i = 0
+            while bg.poll() is None and i < n and len(done) < 30:
+                rel = "d/f%04d" % i
+                if holders(m, rel) != [0, 1]:
+                    if holders(m, rel) == [1]:
+                        i += 1      # its batch is gone already
+                    continue
+                kind = kinds[len(done) % 3]
+                p = m.p(rel)
+                try:
+                    os.unlink(p)
+                    if kind == "create":
+                        write_file(p, b"new")
+                    elif kind == "mkdir":
+                        os.mkdir(p)
+                    else:
+                        write_file(m.p("d", "r%04d" % i), b"new")
+                        os.rename(m.p("d", "r%04d" % i), p)
+                except OSError as e:
+                    bad.append("%s %s: %s" % (kind, rel, e))
+                done.append((rel, kind))
+                i += 1
+        finally:
+            bg.wait(timeout=RUN_TIMEOUT * 4)
+        pr = Problems(m)
+        pr.check(done, "the run never had a source waiting (too fast to "
+                 "catch)")
+        pr.eq(bad, [], "operations on freed names")
+        for rel, kind in done:
+            if kind == "mkdir":
+                pr.check(os.path.isdir(m.p(rel)), "%s: not a directory" % rel)
+            elif os.path.isfile(m.p(rel)):
+                pr.eq(read_file(m.p(rel)), b"new", "%s content" % rel)
+            else:
+                pr.check(False, "%s: missing" % rel)
+            pr.eq(holders(m, rel), [0], "%s holders" % rel)
+        pr.eq(temps(m), [], "temp files")
+        pr.done()
