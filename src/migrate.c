@@ -160,7 +160,7 @@ migrate_recover(void)
 	struct jrow	*rows = NULL, *j;
 	struct stat	 st, dst;
 	size_t		 n = 0, i;
-	int		 sfd, dfd, rv, src_ok;
+	int		 sfd, dfd, rv, src_ok, dst_ok;
 
 	if ((rv = index_journal(&rows, &n)) != 0)
 		return (rv);
@@ -179,8 +179,18 @@ migrate_recover(void)
 			/* Renamed into place, not switched: the source rules. */
 			tier_unlinkat(j->dst, dfd, j->name, 0);
 		}
-		if (j->state == JOURNAL_SWITCHED && src_ok)
+		/*
+		 * The source goes only if the copy is in place under its
+		 * name: after a power loss the switch may have reached the
+		 * disk and the rename not.  Then the source rules again.
+		 */
+		dst_ok = dfd >= 0 && tier_fstatat(j->dst, dfd, j->name,
+		    &dst) == 0 && S_ISREG(dst.st_mode) &&
+		    dst.st_size == j->size;
+		if (j->state == JOURNAL_SWITCHED && src_ok && dst_ok)
 			tier_unlinkat(j->src, sfd, j->name, 0);
+		else if (j->state == JOURNAL_SWITCHED && src_ok)
+			index_switch(j->id, j->src, st.st_dev, st.st_ino);
 		if (dfd >= 0) {
 			mig_fsync_dir(j->dst, dfd);
 			close(dfd);

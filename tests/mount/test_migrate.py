@@ -1277,3 +1277,32 @@ def test_name_of_moved_file_is_free_at_once():
             pr.eq(holders(m, rel), [0], "%s holders" % rel)
         pr.eq(temps(m), [], "temp files")
         pr.done()
+
+
+def test_switch_on_disk_without_its_rename():
+    # A power loss can keep the index's switch and lose the rename of the
+    # copy (the directory was not synced yet): recovery keeps the source.
+    data = os.urandom(5000)
+
+    def populate(m):
+        mkfile(m.t(0, "d", "f"), data, when=OLD)
+    m = MigMount(policy("all", to="t1", age="1d"), populate=populate,
+                 env={"DFS_CRASH_AT": "switched"},
+                 migration={"interval": "1s"})
+    with m:
+        ino = os.lstat(m.p("d", "f")).st_ino
+        if not wait_for(lambda: m.proc.poll() is not None, RUN_TIMEOUT):
+            m._fail("dfs did not crash at switched")
+        check(holders(m, "d/f") == [0, 1], "after the crash: %s" %
+              where(m, "d/f"))
+        # what the disk may hold after a power loss: the copy unrenamed
+        os.rename(m.t(1, "d", "f"), m.t(1, "d", TMP_PREFIX + str(ino)))
+        m.restart_after_crash()
+        pr = Problems(m)
+        # (a later run may have moved it again meanwhile)
+        pr.eq(len(holders(m, "d/f")), 1, "tiers holding d/f after "
+              "recovery: %s" % where(m, "d/f"))
+        pr.check(read_file(m.p("d", "f")) == data, "content through the "
+                 "mount")
+        pr.eq(temps(m), [], "temp files")
+        pr.done()
