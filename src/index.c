@@ -146,6 +146,8 @@ static atomic_int		 index_scanned;	/* a full scan has completed */
 static atomic_long		 index_gen;	/* the current scan generation */
 
 static int	index_sync_locked(void);
+static void	index_wlock(int);
+static void	index_wunlock(void);
 static int	index_group_start(void);
 static void	index_group_end(void);
 
@@ -585,6 +587,7 @@ index_sync_locked(void)
 		rv = index_err(index_main.db, "group commit");
 		sqlite3_exec(index_main.db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	index_wunlock();
 	return (rv);
 }
 
@@ -661,15 +664,69 @@ index_group_end(void)
 	}
 }
 
+/*
+ * One write transaction at a time, handed over in dfs rather than by
+ * sqlite's busy handler, which sleeps and lets the scan take the lock
+ * back again and again: clients' changes would wait seconds behind a
+ * scan.  The scan gives way to waiting client writers, for a while.
+ */
+static pthread_mutex_t	index_wmtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	index_wcv = PTHREAD_COND_INITIALIZER;
+static int		index_wheld;
+static int		index_wwaiting;	/* client writers waiting */
+
+#define INDEX_SCAN_YIELD_NS	(20 * 1000000LL)
+
+static void
+index_wlock(int scan)
+{
+	struct timespec	ts;
+	int64_t		until;
+
+	pthread_mutex_lock(&index_wmtx);
+	if (scan) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		until = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
+		    INDEX_SCAN_YIELD_NS;
+		ts.tv_sec = until / 1000000000;
+		ts.tv_nsec = until % 1000000000;
+		while (index_wwaiting > 0 || index_wheld)
+			if (pthread_cond_timedwait(&index_wcv, &index_wmtx,
+			    &ts) != 0 && !index_wheld)
+				break;
+		while (index_wheld)
+			pthread_cond_wait(&index_wcv, &index_wmtx);
+	} else {
+		index_wwaiting++;
+		while (index_wheld)
+			pthread_cond_wait(&index_wcv, &index_wmtx);
+		index_wwaiting--;
+	}
+	index_wheld = 1;
+	pthread_mutex_unlock(&index_wmtx);
+}
+
+static void
+index_wunlock(void)
+{
+	pthread_mutex_lock(&index_wmtx);
+	index_wheld = 0;
+	pthread_cond_broadcast(&index_wcv);
+	pthread_mutex_unlock(&index_wmtx);
+}
+
 static int
 index_begin(struct index_conn *c)
 {
 	if (c == &index_main && atomic_load(&index_scanned) &&
 	    !index_scanning && index_group_started) {
 		if (!index_group_open) {
+			index_wlock(0);
 			if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL,
-			    NULL) != SQLITE_OK)
+			    NULL) != SQLITE_OK) {
+				index_wunlock();
 				return (index_err(c->db, "begin"));
+			}
 			index_group_open = 1;
 			index_group_since = index_mono_ns();
 			pthread_cond_signal(&index_group_cv);
@@ -679,11 +736,16 @@ index_begin(struct index_conn *c)
 		index_in_savepoint = 1;
 		return (0);
 	}
-	if (c == &index_main)
+	if (c == &index_main) {
 		index_sync_locked();
+		index_wlock(0);
+	}
 	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-	    SQLITE_OK)
+	    SQLITE_OK) {
+		if (c == &index_main)
+			index_wunlock();
 		return (index_err(c->db, "begin"));
+	}
 	return (0);
 }
 
@@ -705,6 +767,8 @@ index_end(struct index_conn *c, int rv)
 		rv = index_err(c->db, "commit");
 	if (rv != 0)
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	if (c == &index_main)
+		index_wunlock();
 	return (rv);
 }
 
@@ -858,7 +922,11 @@ index_add_tier(fuse_ino_t id, int t)
 	q = index_q(&index_main, Q_SET_TIERS);
 	sqlite3_bind_int64(q, 1, id);
 	sqlite3_bind_int(q, 2, t);
-	rv = index_step_done(&index_main, q, "add tier");
+	if ((rv = index_begin(&index_main)) == 0)
+		rv = index_end(&index_main, index_step_done(&index_main, q,
+		    "add tier"));
+	else
+		sqlite3_reset(q);
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -877,7 +945,11 @@ index_set_stat(fuse_ino_t id, const struct stat *st)
 	sqlite3_bind_int64(q, 3, index_ns(&st->st_mtim));
 	sqlite3_bind_int64(q, 4, index_ns(&st->st_ctim));
 	sqlite3_bind_int64(q, 5, S_ISDIR(st->st_mode) ? 1 : st->st_nlink);
-	rv = index_step_done(&index_main, q, "set stat");
+	if ((rv = index_begin(&index_main)) == 0)
+		rv = index_end(&index_main, index_step_done(&index_main, q,
+		    "set stat"));
+	else
+		sqlite3_reset(q);
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -950,8 +1022,11 @@ index_run(sqlite3_stmt *q, const char *what)
 {
 	int	rv;
 
-	rv = sqlite3_step(q) == SQLITE_DONE ? 0 : index_err(index_main.db,
-	    what);
+	if ((rv = index_begin(&index_main)) == 0) {
+		rv = sqlite3_step(q) == SQLITE_DONE ? 0 :
+		    index_err(index_main.db, what);
+		rv = index_end(&index_main, rv);
+	}
 	sqlite3_finalize(q);
 	return (rv);
 }
@@ -1563,6 +1638,8 @@ static int			index_scan_fresh;
 static unsigned			index_scan_batch_n;
 
 #define INDEX_SCAN_BATCH	4096
+#define INDEX_SCAN_HOLD_NS	(10 * 1000000LL)
+static int64_t			index_scan_since;
 
 int
 index_scan_begin(unsigned all_tiers, char **cause)
@@ -1588,9 +1665,14 @@ index_scan_begin(unsigned all_tiers, char **cause)
 	snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; DELETE FROM conflict;"
 	    "UPDATE inode SET tier = 0, tiers = %u, gen = %ld WHERE id = 1",
 	    all_tiers, atomic_load(&index_gen));
-	if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+	index_wlock(1);
+	if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		index_wunlock();
 		goto fail;
+	}
 	index_scan_batch_n = 0;
+	index_scan_since = index_mono_ns();
 	return (0);
 fail:
 	asprintf(cause, "index %s: scan: %s", index_file,
@@ -1602,16 +1684,29 @@ fail:
 	return (-1);
 }
 
-/* Commit now and then, so FUSE threads' writes get their turn. */
+/*
+ * Commit now and then, so FUSE threads' writes get their turn: every
+ * INDEX_SCAN_BATCH entries, or sooner when a slow tier makes the batch
+ * take longer than INDEX_SCAN_HOLD_NS.
+ */
 static int
 index_scan_tick(struct index_conn *c)
 {
-	if (++index_scan_batch_n < INDEX_SCAN_BATCH)
+	int	rv;
+
+	if (++index_scan_batch_n < INDEX_SCAN_BATCH &&
+	    index_mono_ns() - index_scan_since < INDEX_SCAN_HOLD_NS)
 		return (0);
 	index_scan_batch_n = 0;
-	if (sqlite3_exec(c->db, "COMMIT; BEGIN IMMEDIATE", NULL, NULL,
-	    NULL) != SQLITE_OK)
+	index_scan_since = index_mono_ns();
+	rv = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	index_wunlock();
+	index_wlock(1);
+	if (rv != SQLITE_OK || sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL,
+	    NULL, NULL) != SQLITE_OK) {
+		/* index_scan_end releases the writer's turn. */
 		return (index_err(c->db, "scan commit"));
+	}
 	return (0);
 }
 
@@ -1728,6 +1823,7 @@ index_scan_end(int ok)
 		rv = index_err(c->db, "scan commit");
 	if (rv != 0 || !ok)
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	index_wunlock();
 	index_conn_close(c);
 	if (rv == 0 && ok)
 		atomic_store(&index_scanned, 1);
