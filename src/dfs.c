@@ -76,6 +76,8 @@ dfs_ignored_opt(const char *opt)
 	return (0);
 }
 
+static int	dfs_retier;	/* -o retier: accept tiers' new file systems */
+
 /* dfs's own -o options are taken here; the rest go to libfuse. */
 static int
 dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
@@ -90,6 +92,10 @@ dfs_parse_opts(char *arg, char **fuse_opts, char **cause)
 			free(dfs_ctl_path);
 			if ((dfs_ctl_path = strdup(opt + 4)) == NULL)
 				return (-1);
+			continue;
+		}
+		if (strcmp(opt, "retier") == 0) {
+			dfs_retier = 1;
 			continue;
 		}
 		if (strncmp(opt, "index=", 6) == 0) {
@@ -562,6 +568,8 @@ main(int argc, char **argv)
 	if ((rv = node_init()) != 0)
 		dfs_fail(report, "node table: %s", strerror(-rv));
 	if (index_open(dfs.index_path, &cause) < 0)
+		dfs_fail(report, "%s", cause);
+	if (index_check_tiers(dfs_retier, &cause) != 0)
 		dfs_fail(report, "%s", cause);
 	if ((rv = migrate_recover()) != 0)
 		dfs_fail(report, "recovery of interrupted migrations: %s",

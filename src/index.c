@@ -9,6 +9,8 @@
  */
 #include "config.h"
 
+#include <sys/statvfs.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +326,58 @@ index_open(const char *path, char **cause)
 	 */
 	atomic_store(&index_scanned, 0);
 	return (rv);
+}
+
+/*
+ * Each tier must be the file system the index knows it on (statfs's
+ * f_fsid, recorded on first use): a tier whose disk did not mount shows
+ * an empty directory of the file system below, and a scan would drop
+ * every row of the tier while migration filled the wrong disk.  With
+ * accept, a tier moved on purpose is recorded anew.  File systems that
+ * report no fsid are not checked.
+ */
+int
+index_check_tiers(int accept, char **cause)
+{
+	struct statvfs	sv;
+	char		key[32];
+	int64_t		known, now;
+	int		t, rv;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((rv = tier_statfs(t, &sv)) != 0) {
+			asprintf(cause, "tier %s (%s): %s", dfs.tiers[t].name,
+			    dfs.tiers[t].path, strerror(-rv));
+			return (-1);
+		}
+		if ((now = (int64_t)sv.f_fsid) == 0)
+			continue;
+		snprintf(key, sizeof key, "tier%d.fsid", t);
+		pthread_mutex_lock(&index_mtx);
+		known = index_meta_get(&index_main, key, 0);
+		rv = 0;
+		if (known == 0 || (known != now && accept))
+			rv = index_meta_set(&index_main, key, now);
+		pthread_mutex_unlock(&index_mtx);
+		if (rv != 0) {
+			asprintf(cause, "index %s: %s", index_file,
+			    strerror(-rv));
+			return (-1);
+		}
+		if (known != 0 && known != now && !accept) {
+			asprintf(cause, "tier %s (%s) is not on the file system "
+			    "the index knows it on (fsid %llx, was %llx): is "
+			    "its file system mounted?  If the tier moved on "
+			    "purpose, start once with -o retier",
+			    dfs.tiers[t].name, dfs.tiers[t].path,
+			    (unsigned long long)now, (unsigned long long)known);
+			return (-1);
+		}
+		if (known != 0 && known != now)
+			log_warn("tier %s (%s): a new file system, as -o retier "
+			    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
+	}
+	return (0);
 }
 
 void

@@ -181,3 +181,40 @@ def test_fuse_options_pass_through():
     with Mount(ntiers=2, args=["-d"]) as m:
         os.mkdir(m.p("d"))
         check(os.path.getsize(m.log) > 0, "-d printed nothing")
+
+
+def _start_stop(s, argv):
+    """dfs without -f: it must mount; then unmount and wait for it to go."""
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, cwd="/", timeout=15)
+    pids = pids_with_argv(argv)
+    mounted = is_mounted(s.p("mnt"))
+    if mounted:
+        unmount(s.p("mnt"))
+    gone = wait_for(lambda: all(not os.path.exists("/proc/%d" % q)
+                                for q in pids), 10)
+    eq(p.returncode, 0, "dfs %s: exit status (output %r)" % (
+        " ".join(argv[1:]), p.stdout))
+    check(mounted, "not mounted")
+    check(gone, "daemon %r still running 10 s after unmount" % pids)
+
+
+def test_tier_on_another_file_system_is_refused():
+    # A tier whose disk did not mount shows the (empty) directory below:
+    # dfs must not start on it, or its scan would drop the tier's files
+    # from the index and migration would fill the wrong disk.
+    with _Scratch() as s:
+        os.rmdir(s.p("mnt", "t1"))
+        argv = [dfs_bin()] + _index(s) + [s.p("t0"), s.p("t1"), s.p("mnt")]
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs",
+                        s.p("t1")], check=True, stdin=subprocess.DEVNULL)
+        try:
+            write_file(s.p("t1", "hello"), "on the tier's own disk")
+            _start_stop(s, argv)        # records the tiers' file systems
+        finally:
+            subprocess.run(["umount", s.p("t1")], stdin=subprocess.DEVNULL)
+        _run_bad(s, [s.p("t0"), s.p("t1"), s.p("mnt")],
+                 ["not on the file system the index knows", "-o retier"])
+        # moved on purpose: -o retier records the new one
+        _start_stop(s, argv[:1] + ["-o", "retier"] + argv[1:])
+        _start_stop(s, argv)

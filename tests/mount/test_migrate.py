@@ -271,7 +271,9 @@ class MigMount(Mount):
     def _cleanup(self, failing):
         problems = []
         if self.tmpfs_done:
-            # dfs first (it holds the tmpfs), then the tmpfs, then the rest
+            # dfs first (it holds the tmpfs), then the tmpfs, then the rest;
+            # whether it died is asked before the unmount ends it
+            died = self.proc.poll() if self.proc is not None else None
             try:
                 how = unmount(self.mnt)
                 if how.startswith("lazily"):
@@ -279,7 +281,6 @@ class MigMount(Mount):
             except Exception as e:
                 problems.append(str(e))
             if self.proc is not None and self._was_mounted:
-                died = self.proc.poll()
                 try:
                     rc = self.proc.wait(timeout=EXIT_TIMEOUT)
                     if died is not None and self.aborted is None:
