@@ -94,6 +94,8 @@ struct node {
 	struct timespec	 cache_mtime;	/* content seen at last open/release */
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
+	atomic_uint	 wgen;		/* bumped when a write handle closes and
+					   after a truncate: content may differ */
 	int		 partial;	/* dir: the index may lack entries */
 	int		 tiers_known;	/* dir: fds[] UNKNOWN means present */
 	int		 no_seccap;	/* file: has no security.capability */

@@ -573,6 +573,7 @@ struct mig_pend {
 	int		 dfd;
 	int		 in;
 	int		 out;
+	unsigned	 wgen;		/* the node's, before the copy began */
 	char		 tmp[64];
 	uint64_t	 bytes;
 	struct mig_name	*extra;		/* the other names of a link group */
@@ -666,6 +667,11 @@ mig_open(struct mig_pend *p)
 	struct stat	now;
 
 	/* Reading for the copy is no access: atime stays as it was. */
+	/*
+	 * Writes through dfs that end after this show in wgen: timestamps
+	 * alone may not (a coarse clock ticks every few milliseconds).
+	 */
+	p->wgen = atomic_load(&p->n->wgen);
 	/* Renamed or removed since it was picked: a change, no error. */
 	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
 	    O_NOATIME, 0)) < 0)
@@ -756,6 +762,8 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 		return (MIG_SKIP_CHANGED);
 	if (p->n->writers > 0)
 		return (MIG_SKIP_WRITERS);
+	if (atomic_load(&p->n->wgen) != p->wgen)
+		return (MIG_SKIP_CHANGED);
 	if (fstat(p->out, cst) == -1)
 		return (-errno);
 	if ((rv = tier_renameat2(dst, p->dfd, p->tmp, p->dfd, p->name,

@@ -116,6 +116,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int set,
 		rv = op_setattr_one(t, fd, "", attr, set);
 		close(fd);
 	}
+	/* After the truncate: a migration's copy may predate it. */
+	if (!n->is_dir && (set & FUSE_SET_ATTR_SIZE))
+		atomic_fetch_add(&n->wgen, 1);
 	if (rv == 0)
 		rv = resolve_stat(n, &st);
 	/* Policies select by size and mtime: touch, truncate, rsync -t. */

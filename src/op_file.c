@@ -87,8 +87,11 @@ op_handle_free(struct handle *h)
 	node_handle_del(n, h);
 	close(h->fd);
 	pthread_mutex_lock(&op_file_mtx);
-	if (h->writable)
+	if (h->writable) {
+		/* After its last write: a migration's copy may lack them. */
+		atomic_fetch_add(&n->wgen, 1);
 		n->writers--;
+	}
 	if (ok) {
 		n->cache_size = st.st_size;
 		n->cache_mtime = st.st_mtim;
