@@ -850,23 +850,6 @@ ctl_type(unsigned type)
 	}
 }
 
-/* The next component of a path at *pp, its length in *len; NULL at end. */
-static const char *
-ctl_component(const char **pp, size_t *len)
-{
-	const char	*s = *pp;
-
-	while (*s == '/')
-		s++;
-	if (*s == '\0') {
-		*pp = s;
-		return (NULL);
-	}
-	*len = strcspn(s, "/");
-	*pp = s + *len;
-	return (s);
-}
-
 /*
  * The path below the mount point that path names: an absolute path must
  * be the mount point or beneath it; a relative one is taken from the mount
@@ -881,11 +864,11 @@ ctl_strip_mount(const char *path)
 	if (*path != '/')
 		return (path);
 	m = dfs.mountpoint != NULL ? dfs.mountpoint : "/";
-	while ((mc = ctl_component(&m, &ml)) != NULL) {
+	while ((mc = index_component(&m, &ml)) != NULL) {
 		if (ml == 1 && *mc == '.')
 			continue;
 		do {
-			pc = ctl_component(&p, &pl);
+			pc = index_component(&p, &pl);
 		} while (pc != NULL && pl == 1 && *pc == '.');
 		if (pc == NULL || pl != ml || memcmp(pc, mc, ml) != 0)
 			return (NULL);

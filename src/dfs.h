@@ -307,6 +307,7 @@ int	index_path(fuse_ino_t, char *, size_t);
 int	index_resolve(const char *, struct irow *);
 int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
 int	index_check_tiers(int, char **);
+const char *index_component(const char **, size_t *);
 int	index_journal_add(const struct jrow *);
 int	index_journal_add_many(const struct jrow *, size_t);
 int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);

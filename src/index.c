@@ -1086,7 +1086,7 @@ index_run(sqlite3_stmt *q, const char *what)
 }
 
 /* The next component of a path at *pp, its length in *len; NULL at end. */
-static const char *
+const char *
 index_component(const char **pp, size_t *len)
 {
 	const char	*s = *pp;

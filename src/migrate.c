@@ -209,17 +209,16 @@ migrate_recover(void)
 	return (rv);
 }
 
+/* Sleep s seconds, if any. */
 static void
-mig_rest(double s)
+mig_sleep(double s)
 {
 	struct timespec	ts;
 
 	if (s <= 0)
 		return;
-	if (s > 0.1)
-		s = 0.1;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)(s * 1e9);
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - ts.tv_sec) * 1e9);
 	nanosleep(&ts, NULL);
 }
 
@@ -227,17 +226,8 @@ mig_rest(double s)
 static void
 mig_pace(double start, uint64_t bytes, uint64_t bandwidth)
 {
-	struct timespec	ts;
-	double		ahead;
-
-	if (bandwidth == 0)
-		return;
-	ahead = (double)bytes / bandwidth - (mig_mono() - start);
-	if (ahead <= 0)
-		return;
-	ts.tv_sec = (time_t)ahead;
-	ts.tv_nsec = (long)((ahead - ts.tv_sec) * 1e9);
-	nanosleep(&ts, NULL);
+	if (bandwidth != 0)
+		mig_sleep((double)bytes / bandwidth - (mig_mono() - start));
 }
 
 /*
@@ -316,8 +306,8 @@ mig_copy_range(int in, int out, off_t off, off_t end, double start,
 		 * While clients read or write, the copy takes at most half
 		 * the time: it rests as long as its chunk took.
 		 */
-		if (busy)
-			mig_rest(mig_mono() - t0);
+		if (busy && (t0 = mig_mono() - t0) > 0)
+			mig_sleep(t0 > 0.1 ? 0.1 : t0);	/* t0: the chunk's time */
 	}
 	return (0);
 }
