@@ -286,6 +286,38 @@ ssize_t	tier_xattr_at(int, int, const char *, int, const char *, void *,
 int	tier_is_private(const char *);
 void	dirlist_free(struct dirlist *);
 
+/* redo.c */
+#define REDO_ADD	1
+#define REDO_LINK	2
+#define REDO_UNLINK	3
+#define REDO_RENAME	4
+/* One namespace change of an index commit group. */
+struct redo_rec {
+	uint64_t	 seq;
+	int		 op;
+	int		 exchange;	/* rename: RENAME_EXCHANGE */
+	fuse_ino_t	 id;		/* add, link: the inode */
+	fuse_ino_t	 p1;		/* the parent of n1 */
+	fuse_ino_t	 p2;		/* rename: the parent of n2 */
+	int		 tier;		/* add: where it was found */
+	unsigned	 tiers;
+	int		 partial;
+	uint32_t	 mode;		/* add, link: the backing file's stat */
+	uint64_t	 dev;
+	uint64_t	 ino;
+	uint64_t	 nlink;
+	int64_t		 size;
+	int64_t		 mtime;
+	int64_t		 ctime;
+	char		 n1[NAME_MAX + 1];
+	char		 n2[NAME_MAX + 1];
+};
+int	redo_open(const char *, char **);
+void	redo_close(void);
+int	redo_append(const struct redo_rec *);
+int	redo_reset(void);
+int	redo_read(struct redo_rec **, size_t *);
+
 /* index.c */
 int	index_open(const char *, char **);
 void	index_close(int);
@@ -322,6 +354,7 @@ void	index_defer_access(fuse_ino_t, int64_t);
 void	index_flush(int64_t);
 int	index_hot(int, int64_t, int64_t, size_t, struct irow **, size_t *);
 int	index_scan_begin(unsigned, char **);
+int	index_scan_tier(fuse_ino_t, const char *);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
 	    const struct stat *, fuse_ino_t *);
 int	index_scan_conflict(fuse_ino_t, const char *, int);

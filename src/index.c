@@ -148,6 +148,7 @@ static atomic_int		 index_scanned;	/* a full scan has completed */
 static atomic_long		 index_gen;	/* the current scan generation */
 
 static int	index_sync_locked(void);
+static int	index_redo_replay(const char *, char **);
 static void	index_wlock(int);
 static void	index_wunlock(void);
 static int	index_group_start(void);
@@ -300,6 +301,8 @@ index_open(const char *path, char **cause)
 		return (-1);
 	sqlite3_exec(c->db, "INSERT OR IGNORE INTO inode (id, type, tier, "
 	    "tiers) VALUES (1, 16384, 0, 0)", NULL, NULL, NULL);
+	if (index_redo_replay(path, cause) != 0)
+		return (-1);
 	dirty = index_meta_get(c, "dirty", 1);
 	scanned = index_meta_get(c, "scanned", 0);
 	atomic_store(&index_gen, index_meta_get(c, "gen", 0));
@@ -389,6 +392,7 @@ index_close(int clean)
 	if (index_main.db != NULL && clean)
 		index_meta_set(&index_main, "dirty", 0);
 	index_conn_close(&index_main);
+	redo_close();
 	pthread_mutex_unlock(&index_mtx);
 	free(index_file);
 	index_file = NULL;
@@ -598,6 +602,17 @@ static int		index_group_started;
 static pthread_cond_t	index_group_cv;
 static sqlite3_stmt	*index_sp_q[3];	/* SAVEPOINT, RELEASE, ROLLBACK TO */
 
+/*
+ * The namespace changes of the open group also go to the redo log
+ * (redo.c) as each is made, so that a kill -9 loses none of them: the
+ * change an operation made is described in index_redo_op before
+ * index_end, which logs it once its savepoint is released.
+ */
+static struct redo_rec	index_redo_op;
+static int		index_redo_pending;
+static uint64_t		index_redo_seq;		/* the last record logged */
+static uint64_t		index_redo_done;	/* the last one committed */
+
 /* Run one of the savepoint statements, prepared once. */
 static int
 index_sp(int which)
@@ -635,12 +650,18 @@ index_sync_locked(void)
 	if (!index_group_open)
 		return (0);
 	index_group_open = 0;
+	/* The group says which logged changes it holds. */
+	if (index_redo_seq != index_redo_done)
+		index_meta_set(&index_main, "redo", (int64_t)index_redo_seq);
 	if (sqlite3_exec(index_main.db, "COMMIT", NULL, NULL, NULL) !=
 	    SQLITE_OK) {
 		/* The tiers keep every file; the next scan puts the rows back. */
 		rv = index_err(index_main.db, "group commit");
 		sqlite3_exec(index_main.db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	index_redo_done = index_redo_seq;
+	if (redo_reset() != 0)
+		log_warn("index %s: cannot empty the redo log", index_file);
 	index_wunlock();
 	return (rv);
 }
@@ -812,10 +833,22 @@ index_end(struct index_conn *c, int rv)
 			index_sp(2);
 		if (index_sp(1) != SQLITE_OK && rv == 0)
 			rv = index_err(c->db, "release");
+		if (rv == 0 && index_redo_pending) {
+			index_redo_op.seq = index_redo_seq + 1;
+			if (redo_append(&index_redo_op) == 0)
+				index_redo_seq++;
+			else {
+				/* Not logged: commit it now instead. */
+				index_redo_pending = 0;
+				return (index_sync_locked());
+			}
+		}
+		index_redo_pending = 0;
 		if (index_mono_ns() - index_group_since >= INDEX_GROUP_NS)
 			index_sync_locked();
 		return (rv);
 	}
+	index_redo_pending = 0;
 	if (rv == 0 && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		rv = index_err(c->db, "commit");
@@ -824,6 +857,33 @@ index_end(struct index_conn *c, int rv)
 	if (c == &index_main)
 		index_wunlock();
 	return (rv);
+}
+
+/* Describe the change being made, for the redo log. */
+static void
+index_redo_set(int op, fuse_ino_t id, fuse_ino_t p1, const char *n1,
+    fuse_ino_t p2, const char *n2, const struct stat *st)
+{
+	struct redo_rec	*r = &index_redo_op;
+
+	memset(r, 0, sizeof *r);
+	r->op = op;
+	r->id = id;
+	r->p1 = p1;
+	r->p2 = p2;
+	snprintf(r->n1, sizeof r->n1, "%s", n1);
+	if (n2 != NULL)
+		snprintf(r->n2, sizeof r->n2, "%s", n2);
+	if (st != NULL) {
+		r->mode = st->st_mode;
+		r->dev = st->st_dev;
+		r->ino = st->st_ino;
+		r->nlink = S_ISDIR(st->st_mode) ? 1 : st->st_nlink;
+		r->size = st->st_size;
+		r->mtime = index_ns(&st->st_mtim);
+		r->ctime = index_ns(&st->st_ctim);
+	}
+	index_redo_pending = 1;
 }
 
 /*
@@ -872,6 +932,12 @@ index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		rv = index_insert_inode(c, t, tiers, partial, st, id);
 	if (rv == 0)
 		rv = index_insert_dentry(c, parent, name, *id);
+	if (rv == 0) {
+		index_redo_set(REDO_ADD, *id, parent, name, 0, NULL, st);
+		index_redo_op.tier = t;
+		index_redo_op.tiers = tiers;
+		index_redo_op.partial = partial;
+	}
 end:
 	rv = index_end(c, rv);
 out:
@@ -900,6 +966,9 @@ index_link(fuse_ino_t parent, const char *name, fuse_ino_t id,
 			sqlite3_bind_int64(q, 5, st->st_nlink);
 			rv = index_step_done(c, q, "link");
 		}
+		if (rv == 0)
+			index_redo_set(REDO_LINK, id, parent, name, 0, NULL,
+			    st);
 		rv = index_end(c, rv);
 	}
 	pthread_mutex_unlock(&index_mtx);
@@ -912,9 +981,13 @@ index_unlink(fuse_ino_t parent, const char *name)
 	int	rv;
 
 	pthread_mutex_lock(&index_mtx);
-	if ((rv = index_begin(&index_main)) == 0)
-		rv = index_end(&index_main, index_remove_dentry(&index_main,
-		    parent, name));
+	if ((rv = index_begin(&index_main)) == 0) {
+		rv = index_remove_dentry(&index_main, parent, name);
+		if (rv == 0)
+			index_redo_set(REDO_UNLINK, 0, parent, name, 0, NULL,
+			    NULL);
+		rv = index_end(&index_main, rv);
+	}
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
 }
@@ -937,16 +1010,12 @@ index_move_dentry(struct index_conn *c, fuse_ino_t p1, const char *n1,
  * A rename is one dentry row, whatever lies below a renamed directory;
  * a replaced target loses its name (and its inode, if that was the last).
  */
-int
-index_rename(fuse_ino_t p1, const char *n1, fuse_ino_t p2, const char *n2,
-    int exchange)
+static int
+index_rename_in(struct index_conn *c, fuse_ino_t p1, const char *n1,
+    fuse_ino_t p2, const char *n2, int exchange)
 {
-	struct index_conn	*c = &index_main;
-	int			 rv;
+	int	rv;
 
-	pthread_mutex_lock(&index_mtx);
-	if ((rv = index_begin(c)) != 0)
-		goto out;
 	if (exchange) {
 		/* Through a name no client can make. */
 		rv = index_move_dentry(c, p1, n1, p1, "/");
@@ -959,10 +1028,157 @@ index_rename(fuse_ino_t p1, const char *n1, fuse_ino_t p2, const char *n2,
 		if (rv == 0)
 			rv = index_move_dentry(c, p1, n1, p2, n2);
 	}
-	rv = index_end(c, rv);
-out:
+	return (rv);
+}
+
+int
+index_rename(fuse_ino_t p1, const char *n1, fuse_ino_t p2, const char *n2,
+    int exchange)
+{
+	struct index_conn	*c = &index_main;
+	int			 rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(c)) == 0) {
+		rv = index_rename_in(c, p1, n1, p2, n2, exchange);
+		if (rv == 0) {
+			index_redo_set(REDO_RENAME, 0, p1, n1, p2, n2, NULL);
+			index_redo_op.exchange = exchange;
+		}
+		rv = index_end(c, rv);
+	}
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
+}
+
+/* One logged change, made again as index_add and friends made it. */
+static int
+index_redo_apply(struct index_conn *c, const struct redo_rec *r)
+{
+	struct irow	 row;
+	sqlite3_stmt	*q;
+	int		 rv = 0, found, have;
+
+	switch (r->op) {
+	case REDO_ADD:
+		q = index_q(c, Q_LOOKUP);
+		sqlite3_bind_int64(q, 1, r->p1);
+		sqlite3_bind_text(q, 2, r->n1, -1, SQLITE_STATIC);
+		if ((found = sqlite3_step(q) == SQLITE_ROW))
+			index_row(q, &row);
+		sqlite3_reset(q);
+		if (found && row.id == r->id)
+			return (0);
+		if (found && (rv = index_remove_dentry(c, r->p1, r->n1)) != 0)
+			return (rv);
+		q = index_q(c, Q_GET);
+		sqlite3_bind_int64(q, 1, r->id);
+		have = sqlite3_step(q) == SQLITE_ROW;
+		sqlite3_reset(q);
+		if (!have) {
+			if (sqlite3_prepare_v2(c->db, "INSERT INTO inode (id, "
+			    "type, tier, tiers, dev, ino, nlink, size, mtime, "
+			    "ctime, gen, partial) VALUES (?1, ?2, ?3, ?4, ?5, "
+			    "?6, ?7, ?8, ?9, ?10, ?11, ?12)", -1, &q, NULL) !=
+			    SQLITE_OK)
+				return (index_err(c->db, "redo"));
+			sqlite3_bind_int64(q, 1, r->id);
+			sqlite3_bind_int(q, 2, r->mode & S_IFMT);
+			sqlite3_bind_int(q, 3, r->tier);
+			sqlite3_bind_int(q, 4, r->tiers);
+			sqlite3_bind_int64(q, 5, (int64_t)r->dev);
+			sqlite3_bind_int64(q, 6, (int64_t)r->ino);
+			sqlite3_bind_int64(q, 7, (int64_t)r->nlink);
+			sqlite3_bind_int64(q, 8, r->size);
+			sqlite3_bind_int64(q, 9, r->mtime);
+			sqlite3_bind_int64(q, 10, r->ctime);
+			sqlite3_bind_int64(q, 11, atomic_load(&index_gen));
+			sqlite3_bind_int(q, 12, S_ISDIR(r->mode) && r->partial);
+			rv = sqlite3_step(q) == SQLITE_DONE ? 0 :
+			    index_err(c->db, "redo add");
+			sqlite3_finalize(q);
+			if (rv != 0)
+				return (rv);
+		}
+		return (index_insert_dentry(c, r->p1, r->n1, r->id));
+	case REDO_LINK:
+		if ((rv = index_insert_dentry(c, r->p1, r->n1, r->id)) != 0)
+			return (rv);
+		q = index_q(c, Q_SET_STAT);
+		sqlite3_bind_int64(q, 1, r->id);
+		sqlite3_bind_int64(q, 2, r->size);
+		sqlite3_bind_int64(q, 3, r->mtime);
+		sqlite3_bind_int64(q, 4, r->ctime);
+		sqlite3_bind_int64(q, 5, (int64_t)r->nlink);
+		return (index_step_done(c, q, "redo link"));
+	case REDO_UNLINK:
+		return (index_remove_dentry(c, r->p1, r->n1));
+	case REDO_RENAME:
+		return (index_rename_in(c, r->p1, r->n1, r->p2, r->n2,
+		    r->exchange));
+	}
+	return (0);
+}
+
+/*
+ * At start: open the redo log beside the index and make again, in one
+ * transaction, the changes a kill -9 kept from their group's commit.
+ */
+static int
+index_redo_replay(const char *path, char **cause)
+{
+	struct index_conn	*c = &index_main;
+	struct redo_rec		*v = NULL;
+	char			*rpath = NULL;
+	size_t			 n = 0, i, made = 0;
+	uint64_t		 done;
+	int			 rv;
+
+	if (asprintf(&rpath, "%s-redo", path) == -1) {
+		*cause = strdup("out of memory");
+		return (-1);
+	}
+	rv = redo_open(rpath, cause);
+	free(rpath);
+	if (rv != 0)
+		return (-1);
+	if ((rv = redo_read(&v, &n)) != 0) {
+		asprintf(cause, "index %s: redo log: %s", path, strerror(-rv));
+		return (-1);
+	}
+	done = (uint64_t)index_meta_get(c, "redo", 0);
+	index_redo_seq = index_redo_done = done;
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		free(v);
+		asprintf(cause, "index %s: %s", path, sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	for (i = 0, rv = 0; i < n && rv == 0; i++) {
+		if (v[i].seq <= done)
+			continue;
+		rv = index_redo_apply(c, &v[i]);
+		made++;
+		if (v[i].seq > index_redo_seq)
+			index_redo_seq = v[i].seq;
+	}
+	if (rv == 0 && index_redo_seq != done)
+		rv = index_meta_set(c, "redo", (int64_t)index_redo_seq);
+	if (rv != 0 || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		asprintf(cause, "index %s: redo log replay: %s", path,
+		    sqlite3_errmsg(c->db));
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		free(v);
+		return (-1);
+	}
+	free(v);
+	index_redo_done = index_redo_seq;
+	if (made > 0)
+		log_info("index %s: %zu changes made again from the redo log",
+		    path, made);
+	redo_reset();
+	return (0);
 }
 
 /* A directory dfs has just made on tier t as well. */
@@ -1762,6 +1978,28 @@ index_scan_tick(struct index_conn *c)
 		return (index_err(c->db, "scan commit"));
 	}
 	return (0);
+}
+
+/* The tier the index gives a file's name, or -1. */
+int
+index_scan_tier(fuse_ino_t parent, const char *name)
+{
+	sqlite3_stmt	*q;
+	struct irow	 r;
+	int		 t = -1;
+
+	if (index_scan_fresh)
+		return (-1);
+	q = index_q(&index_scan_c, Q_LOOKUP);
+	sqlite3_bind_int64(q, 1, parent);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		index_row(q, &r);
+		if (r.type != S_IFDIR)
+			t = r.tier;
+	}
+	sqlite3_reset(q);
+	return (t);
 }
 
 /* One name the scan found: keep its inode if it is the same object. */

@@ -148,62 +148,115 @@ mig_open_dir(fuse_ino_t dir, int t)
 	return (fd);
 }
 
+/* Is the file at name in dirfd on tier t still the source a row recorded? */
+static int
+mig_is_source(const struct jrow *j, int dirfd, struct stat *st)
+{
+	return (dirfd >= 0 && tier_fstatat(j->src, dirfd, j->name, st) == 0 &&
+	    S_ISREG(st->st_mode) && (uint64_t)st->st_ino == j->ino &&
+	    st->st_size == j->size && mig_ns(&st->st_mtim) == j->mtime);
+}
+
+/* Is the file at name in dirfd on tier t a copy of the row's source? */
+static int
+mig_is_copy(const struct jrow *j, int dirfd)
+{
+	struct stat	st;
+
+	return (dirfd >= 0 && tier_fstatat(j->dst, dirfd, j->name, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_size == j->size &&
+	    mig_ns(&st.st_mtim) == j->mtime);
+}
+
+static int
+mig_jrow_cmp(const void *a, const void *b)
+{
+	const struct jrow	*x = a, *y = b;
+
+	return (x->id < y->id ? -1 : x->id > y->id);
+}
+
 /*
- * Finish or undo the moves a crash interrupted, before the mount serves.
- * A copy is removed only while the source is intact; a source only once
- * the index has switched to the copy and the source is still the file
- * that was copied.
+ * Finish or undo the moves a crash interrupted, before the mount serves,
+ * one file (all the journal rows of its names) at a time.
+ *
+ * Before the switch the source is the file: a copy renamed into place is
+ * taken back out.  After it the copy is the file, whatever clients did
+ * to it since (wrote, renamed, removed it: the index, which logs every
+ * change, says so), and the source goes if it is still the file that was
+ * copied.  One case only undoes a switch: the index still gives the name
+ * to the file but the target tier has nothing there, as after a power
+ * loss that kept the switch and not the rename; then the source, still
+ * intact, is the file again.
  */
 int
 migrate_recover(void)
 {
 	struct jrow	*rows = NULL, *j;
-	struct stat	 st, dst;
-	size_t		 n = 0, i;
-	int		 sfd, dfd, rv, src_ok, dst_ok;
+	struct irow	 r;
+	struct stat	 st;
+	size_t		 n = 0, i, k, e;
+	int		 sfd[64], dfd[64], rv = 0, revert, nd;
 
 	if ((rv = index_journal(&rows, &n)) != 0)
 		return (rv);
-	for (i = 0; i < n; i++) {
-		j = &rows[i];
-		sfd = mig_open_dir(j->parent, j->src);
-		dfd = mig_open_dir(j->parent, j->dst);
-		src_ok = sfd >= 0 && tier_fstatat(j->src, sfd, j->name,
-		    &st) == 0 && (uint64_t)st.st_ino == j->ino &&
-		    st.st_size == j->size && mig_ns(&st.st_mtim) == j->mtime;
-		if (dfd >= 0 && j->tmp[0] != '\0')
-			tier_unlinkat(j->dst, dfd, j->tmp, 0);
-		if (j->state == JOURNAL_COPYING && src_ok && dfd >= 0 &&
-		    tier_fstatat(j->dst, dfd, j->name, &dst) == 0 &&
-		    dst.st_size == j->size) {
-			/* Renamed into place, not switched: the source rules. */
-			tier_unlinkat(j->dst, dfd, j->name, 0);
+	qsort(rows, n, sizeof *rows, mig_jrow_cmp);
+	for (i = 0; i < n && rv == 0; i = e) {
+		for (e = i + 1; e < n && rows[e].id == rows[i].id &&
+		    e - i < 64; e++)
+			;
+		nd = (int)(e - i);
+		for (k = 0; k < (size_t)nd; k++) {
+			j = &rows[i + k];
+			sfd[k] = mig_open_dir(j->parent, j->src);
+			dfd[k] = mig_open_dir(j->parent, j->dst);
+			if (dfd[k] >= 0 && j->tmp[0] != '\0')
+				tier_unlinkat(j->dst, dfd[k], j->tmp, 0);
 		}
-		/*
-		 * The source goes only if the copy is in place under its
-		 * name: after a power loss the switch may have reached the
-		 * disk and the rename not.  Then the source rules again.
-		 */
-		dst_ok = dfd >= 0 && tier_fstatat(j->dst, dfd, j->name,
-		    &dst) == 0 && S_ISREG(dst.st_mode) &&
-		    dst.st_size == j->size;
-		if (j->state == JOURNAL_SWITCHED && src_ok && dst_ok)
-			tier_unlinkat(j->src, sfd, j->name, 0);
-		else if (j->state == JOURNAL_SWITCHED && src_ok)
-			index_switch(j->id, j->src, st.st_dev, st.st_ino);
-		if (dfd >= 0) {
-			mig_fsync_dir(j->dst, dfd);
-			close(dfd);
+		revert = 0;
+		if (rows[i].state == JOURNAL_SWITCHED) {
+			for (k = 0; k < (size_t)nd && !revert; k++) {
+				j = &rows[i + k];
+				revert = index_lookup(j->parent, j->name,
+				    &r) == 0 && r.id == j->id &&
+				    r.tier == j->dst && dfd[k] >= 0 &&
+				    tier_fstatat(j->dst, dfd[k], j->name,
+				    &st) == -ENOENT && mig_is_source(j, sfd[k],
+				    &st);
+			}
+			if (revert)
+				index_switch(rows[i].id, rows[i].src,
+				    st.st_dev, st.st_ino);
 		}
-		if (sfd >= 0) {
-			mig_fsync_dir(j->src, sfd);
-			close(sfd);
+		for (k = 0; k < (size_t)nd; k++) {
+			j = &rows[i + k];
+			if (j->state == JOURNAL_SWITCHED && !revert) {
+				if (mig_is_source(j, sfd[k], &st))
+					tier_unlinkat(j->src, sfd[k], j->name,
+					    0);
+			} else if (mig_is_source(j, sfd[k], &st) &&
+			    mig_is_copy(j, dfd[k]))
+				/* Renamed into place, not switched. */
+				tier_unlinkat(j->dst, dfd[k], j->name, 0);
+		}
+		for (k = 0; k < (size_t)nd; k++) {
+			j = &rows[i + k];
+			if (dfd[k] >= 0) {
+				mig_fsync_dir(j->dst, dfd[k]);
+				close(dfd[k]);
+			}
+			if (sfd[k] >= 0) {
+				mig_fsync_dir(j->src, sfd[k]);
+				close(sfd[k]);
+			}
 		}
 		log_info("recovered the move of inode %llu (%s) from tier %s "
-		    "to %s", (unsigned long long)j->id, j->name,
-		    dfs.tiers[j->src].name, dfs.tiers[j->dst].name);
-		if ((rv = index_journal_del(j->id)) != 0)
-			break;
+		    "to %s: %s", (unsigned long long)rows[i].id, rows[i].name,
+		    dfs.tiers[rows[i].src].name, dfs.tiers[rows[i].dst].name,
+		    rows[i].state != JOURNAL_SWITCHED ? "not switched, the "
+		    "source stays" : revert ? "the copy is missing, the "
+		    "source stays" : "switched, the copy stays");
+		rv = index_journal_del(rows[i].id);
 	}
 	free(rows);
 	return (rv);
@@ -403,6 +456,7 @@ struct mig_done {
 	char		 name[NAME_MAX + 1];
 	ino_t		 ino;		/* the source's identity */
 	off_t		 size;
+	int64_t		 mtime;
 	int		 dst;
 	int		 dfd;		/* dup of the target directory */
 };
@@ -444,6 +498,22 @@ mig_sync_dirs(int target)
 }
 
 /*
+ * A moved file's source, only if it is still the file that was copied: a
+ * client may have put another under the name since, even one that reuses
+ * its inode number.
+ */
+static void
+mig_remove_source(const struct mig_done *d)
+{
+	struct stat	st;
+
+	if (tier_fstatat(d->src, d->sfd, d->name, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_ino == d->ino &&
+	    st.st_size == d->size && mig_ns(&st.st_mtim) == d->mtime)
+		tier_unlinkat(d->src, d->sfd, d->name, 0);
+}
+
+/*
  * Finish the batch: the copies' directories are synced, then each source
  * that is still the file that was copied is removed, its directory
  * synced, and the journal rows dropped.
@@ -451,17 +521,13 @@ mig_sync_dirs(int target)
 static void
 mig_finish_locked(void)
 {
-	struct stat	st;
-	size_t		i;
+	size_t	i;
 
 	if (mig_ndone == 0)
 		return;
 	mig_sync_dirs(1);
 	for (i = 0; i < mig_ndone; i++) {
-		if (tier_fstatat(mig_done[i].src, mig_done[i].sfd,
-		    mig_done[i].name, &st) == 0 && st.st_ino == mig_done[i].ino)
-			tier_unlinkat(mig_done[i].src, mig_done[i].sfd,
-			    mig_done[i].name, 0);
+		mig_remove_source(&mig_done[i]);
 	}
 	mig_sync_dirs(0);
 	mig_crash("unlinked");
@@ -506,8 +572,8 @@ migrate_sources_flush(void)
 }
 
 static void
-mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
-    off_t size, int dst, int dfd)
+mig_defer(fuse_ino_t id, int src, int sfd, const char *name,
+    const struct stat *st, int dst, int dfd)
 {
 	struct mig_done	*d;
 
@@ -520,8 +586,9 @@ mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
 	d->id = id;
 	d->src = src;
 	d->dst = dst;
-	d->ino = ino;
-	d->size = size;
+	d->ino = st->st_ino;
+	d->size = st->st_size;
+	d->mtime = mig_ns(&st->st_mtim);
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->sfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
 	d->dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
@@ -531,8 +598,9 @@ mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
 			close(d->sfd);
 		if (d->dfd != -1)
 			close(d->dfd);
+		d->sfd = sfd;
 		mig_fsync_dir(dst, dfd);
-		tier_unlinkat(src, sfd, name, 0);
+		mig_remove_source(d);
 		mig_fsync_dir(src, sfd);
 		index_journal_del(id);
 		pthread_mutex_unlock(&mig_done_mtx);
@@ -779,13 +847,16 @@ mig_switched(struct mig_pend *p, const struct stat *cst)
 {
 	size_t	i;
 
-	node_move_end(p->n, p->dst, cst->st_dev, cst->st_ino);
-	mig_defer(p->n->id, p->src, p->sfd, p->name, p->st.st_ino,
-	    p->st.st_size, p->dst, p->dfd);
-	/* A group's data is freed once, with its first name. */
+	/*
+	 * The sources wait in the batch before clients come back in: one
+	 * who removes the file and makes its name anew must find them
+	 * there to have them removed.
+	 */
+	mig_defer(p->n->id, p->src, p->sfd, p->name, &p->st, p->dst, p->dfd);
 	for (i = 0; i < p->nextra; i++)
 		mig_defer(p->n->id, p->src, p->extra[i].sfd, p->extra[i].name,
-		    p->st.st_ino, 0, p->dst, p->extra[i].dfd);
+		    &p->st, p->dst, p->extra[i].dfd);
+	node_move_end(p->n, p->dst, cst->st_dev, cst->st_ino);
 	close(p->in);
 	close(p->out);
 	p->in = p->out = -1;

@@ -59,7 +59,7 @@ scan_dir(fuse_ino_t id, const int *fds)
 	struct stat	 st;
 	struct dirent_m	*e;
 	fuse_ino_t	 cid;
-	size_t		 i, j;
+	size_t		 i, j, k;
 	unsigned	 mask;
 	int		 cfds[DFS_MAX_TIERS], t, rv = 0;
 
@@ -77,6 +77,22 @@ scan_dir(fuse_ino_t id, const int *fds)
 		for (j = i + 1; j < l.n && strcmp(l.ents[j].name, e->name) ==
 		    0; j++)
 			;
+		/*
+		 * A name on several tiers is served from the one the index
+		 * gives it, as lookups do; the fastest only if it gives none.
+		 */
+		if (j - i > 1 && (t = index_scan_tier(id, e->name)) >= 0) {
+			for (k = i; k < j; k++)
+				if (l.ents[k].tier == t)
+					break;
+			if (k < j && k != i) {
+				struct dirent_m	tmp = l.ents[i];
+
+				l.ents[i] = l.ents[k];
+				l.ents[k] = tmp;
+				e = &l.ents[i];
+			}
+		}
 		rv = tier_fstatat(e->tier, fds[e->tier], e->name, &st);
 		if (rv == -ENOENT) {
 			rv = 0;		/* gone since the listing */
