@@ -196,7 +196,7 @@ migrate_recover(void)
 	struct irow	 r;
 	struct stat	 st;
 	size_t		 n = 0, i, k, e;
-	int		 sfd[64], dfd[64], rv = 0, revert, nd;
+	int		 sfd[64], dfd[64], rv = 0, switched, revert, nd;
 
 	if ((rv = index_journal(&rows, &n)) != 0)
 		return (rv);
@@ -213,8 +213,14 @@ migrate_recover(void)
 			if (dfd[k] >= 0 && j->tmp[0] != '\0')
 				tier_unlinkat(j->dst, dfd[k], j->tmp, 0);
 		}
+		/*
+		 * A switch undone (by an earlier recovery that died before
+		 * dropping the rows) leaves the source the file again.
+		 */
+		switched = rows[i].state == JOURNAL_SWITCHED &&
+		    !(index_get(rows[i].id, &r) == 0 && r.tier == rows[i].src);
 		revert = 0;
-		if (rows[i].state == JOURNAL_SWITCHED) {
+		if (switched) {
 			for (k = 0; k < (size_t)nd && !revert; k++) {
 				j = &rows[i + k];
 				revert = index_lookup(j->parent, j->name,
@@ -224,13 +230,15 @@ migrate_recover(void)
 				    &st) == -ENOENT && mig_is_source(j, sfd[k],
 				    &st);
 			}
+			if (revert && index_switch(rows[i].id, rows[i].src,
+			    st.st_dev, st.st_ino) != 0)
+				revert = 0;	/* the index still says target */
 			if (revert)
-				index_switch(rows[i].id, rows[i].src,
-				    st.st_dev, st.st_ino);
+				switched = 0;
 		}
 		for (k = 0; k < (size_t)nd; k++) {
 			j = &rows[i + k];
-			if (j->state == JOURNAL_SWITCHED && !revert) {
+			if (switched) {
 				if (mig_is_source(j, sfd[k], &st))
 					tier_unlinkat(j->src, sfd[k], j->name,
 					    0);
@@ -253,9 +261,9 @@ migrate_recover(void)
 		log_info("recovered the move of inode %llu (%s) from tier %s "
 		    "to %s: %s", (unsigned long long)rows[i].id, rows[i].name,
 		    dfs.tiers[rows[i].src].name, dfs.tiers[rows[i].dst].name,
-		    rows[i].state != JOURNAL_SWITCHED ? "not switched, the "
-		    "source stays" : revert ? "the copy is missing, the "
-		    "source stays" : "switched, the copy stays");
+		    revert ? "the copy is missing, the source stays" :
+		    !switched ? "not switched, the source stays" :
+		    "switched, the copy stays");
 		rv = index_journal_del(rows[i].id);
 	}
 	free(rows);
