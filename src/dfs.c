@@ -22,16 +22,32 @@
 
 #include "dfs.h"
 
+/* Asked for (-h, --help): on stdout, exit 0; a mistake: stderr, exit 2. */
 static void __attribute__((noreturn))
-usage(void)
+usage(int asked)
 {
-	fprintf(stderr,
+	fprintf(asked ? stdout : stderr,
 	    "usage: dfs [-fdnV] [-o option[,option...]] TIER0 TIER1 [TIER...] "
 	    "MOUNTPOINT\n"
 	    "       dfs [-fdnV] [-c FILE] [-o option[,option...]] "
 	    "[MOUNTPOINT]\n");
-	exit(2);
+	if (asked)
+		printf("\n"
+		    "  -c FILE         the configuration file (default %s)\n"
+		    "  -f              stay in the foreground\n"
+		    "  -d              FUSE debug output (implies -f)\n"
+		    "  -n              check the configuration and exit\n"
+		    "  -o OPTIONS      mount options (see dfs(8))\n"
+		    "  -V, --version   print the version and exit\n"
+		    "  -h, --help      print this help and exit\n", DFS_CONF);
+	exit(asked ? 0 : 2);
 }
+
+static const struct option dfs_longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
 
 /* Append one -o option to the string passed to libfuse. */
 static int
@@ -435,7 +451,8 @@ main(int argc, char **argv)
 	if (dfs_add_opt(&fuse_opts, "default_permissions,fsname=dfs,"
 	    "subtype=dfs") != 0)
 		fatalx("out of memory");
-	while ((ch = getopt(argc, argv, "c:dfhno:V")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:dfhno:V", dfs_longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf_path = optarg;
@@ -459,8 +476,10 @@ main(int argc, char **argv)
 		case 'V':
 			printf("dfs %s\n", PACKAGE_VERSION);
 			exit(0);
+		case 'h':
+			usage(1);
 		default:
-			usage();
+			usage(0);
 		}
 	}
 	argc -= optind;
@@ -473,7 +492,7 @@ main(int argc, char **argv)
 	if (argc >= 3 && conf_path != NULL) {
 		fprintf(stderr, "dfs: tiers come from %s or from the command "
 		    "line, not both\n", conf_path);
-		usage();
+		usage(0);
 	}
 	if (argc == 2 && conf_path == NULL && stat(argv[0], &st) == 0 &&
 	    S_ISREG(st.st_mode))
@@ -485,7 +504,7 @@ main(int argc, char **argv)
 				fprintf(stderr, "dfs: no tiers given, and no "
 				    "config file %s: %s\n", conf_path,
 				    strerror(errno));
-				usage();
+				usage(0);
 			}
 		}
 		if (argc >= 1)

@@ -110,7 +110,7 @@ dfsctl_usage(FILE *f)
 	char			 buf[64];
 	size_t			 i;
 
-	fprintf(f, "usage: dfsctl [-h] [-c file | -s socket] [--json] "
+	fprintf(f, "usage: dfsctl [-hV] [-c file | -s socket] [--json] "
 	    "command [args]\n\ncommands:\n");
 	for (i = 0; i < DFSCTL_NCMDS; i++) {
 		cmd = &dfsctl_cmds[i];
@@ -754,6 +754,7 @@ static const struct option dfsctl_longopts[] = {
 	{ "now", no_argument, NULL, 'N' },
 	{ "dry-run", no_argument, NULL, 'D' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -767,7 +768,7 @@ dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file,
 {
 	int	ch;
 
-	while ((ch = getopt_long(argc, argv, anywhere ? "c:hs:" : "+c:hs:",
+	while ((ch = getopt_long(argc, argv, anywhere ? "c:hs:V" : "+c:hs:V",
 	    dfsctl_longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -775,6 +776,9 @@ dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file,
 			break;
 		case 'h':
 			dfsctl_usage(stdout);
+			exit(0);
+		case 'V':
+			printf("dfsctl %s\n", PACKAGE_VERSION);
 			exit(0);
 		case 'j':
 			ctl->flags |= DFS_FLAG_JSON;

@@ -218,3 +218,29 @@ def test_tier_on_another_file_system_is_refused():
         # moved on purpose: -o retier records the new one
         _start_stop(s, argv[:1] + ["-o", "retier"] + argv[1:])
         _start_stop(s, argv)
+
+
+def test_help_and_version():
+    # GNU long options on both programs: on stdout, exit 0, nothing mounted
+    dfsctl = os.path.join(os.path.dirname(dfs_bin()), "dfsctl")
+    for prog in (dfs_bin(), dfsctl):
+        name = os.path.basename(prog)
+        for opt in ("--help", "-h"):
+            r = subprocess.run([prog, opt], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=10)
+            eq(r.returncode, 0, "%s %s exit status" % (name, opt))
+            check(r.stdout.startswith("usage: %s" % name),
+                  "%s %s: %r" % (name, opt, r.stdout[:80]))
+        for opt in ("--version", "-V"):
+            r = subprocess.run([prog, opt], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=10)
+            eq(r.returncode, 0, "%s %s exit status" % (name, opt))
+            check(r.stdout.startswith(name + " ") and
+                  r.stdout.strip().split()[-1][0].isdigit(),
+                  "%s %s: %r" % (name, opt, r.stdout))
+        r = subprocess.run([prog, "--no-such-option"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=10)
+        eq(r.returncode, 2, "%s --no-such-option exit status" % name)
+        check("no-such-option" in r.stderr and "usage:" in r.stderr,
+              "%s --no-such-option: %r" % (name, r.stderr))
