@@ -4,9 +4,11 @@ nothing else.
 
 About 350 files are made through the mount (small ones, some of a few MiB,
 two large ones moved alone in chunks, a few hard-link groups, some with
-user xattrs) and aged.  One policy moves every file, from t0 to t1 in even
-rounds and back in odd ones.  Each round starts `dfsctl migrate --now
---wait`; four client threads, each on its own names (c<thread>-...),
+user xattrs) and aged.  One policy moves every file, from the tier that
+holds more of them to the other: the configuration is written anew before
+each restart, and the direction flips as the runs get through.  Each round
+starts `dfsctl migrate --now --wait`; four client threads, each on its own
+names (c<thread>-...),
 overwrite (O_TRUNC), append, create (O_EXCL), rename within and across
 directories, chmod, setxattr, unlink and read, each write followed by
 fsync and close, most often on files the run has just switched (the name
@@ -29,7 +31,7 @@ Environment:
   DFS_SEED          seed of the files, the operations and the kill moments
                     (default: random; printed, and named in a failure);
                     the timing of the threads is not replayed
-  DFS_CHURN_ROUNDS  rounds (default 20, about 70 s)
+  DFS_CHURN_ROUNDS  rounds (default 18, about 60-90 s)
 """
 
 import hashlib
@@ -49,7 +51,7 @@ from test_crash import _journal
 from test_migrate import (OLD, TMP_PREFIX, MigMount, dfsctl_bin, dfsctl_has,
                           policy, run)
 
-ROUNDS = int(os.environ.get("DFS_CHURN_ROUNDS", "20"))
+ROUNDS = int(os.environ.get("DFS_CHURN_ROUNDS", "18"))
 THREADS = 4
 DIRS = ("d0", "d1", "d1/sub", "d2", "d3/x/y")
 PER_THREAD = 86             # files per client at the start
@@ -63,7 +65,7 @@ MODES = (0o600, 0o640, 0o644, 0o664, 0o700, 0o750, 0o755)
 XATTRS = ("user.a", "user.b", "user.c")
 BANDWIDTH = "40M"           # a whole run lasts at least about the kill window
 KILL_MAX = 4.0              # the kill comes 0..KILL_MAX s after the run starts
-GRACE = 0.1                 # dfs(8): a kill loses at most 5 ms of the index
+GRACE = 0.05                # dfs(8): a kill loses at most 5 ms of the index
 HOT_SWITCHED = 0.8          # of the operations: on switched files, if any
 HOT_COPYING = 0.05          # on files being copied, if any
 SCAN_TIMEOUT = 30.0
@@ -170,7 +172,7 @@ class File:
 
 class Model:
     """A client's names: rel -> File; gone: names it renamed away or
-    unlinked, with the file they were."""
+    unlinked -> (the file they were, what became of the name)."""
 
     def __init__(self):
         self.names = {}
@@ -289,12 +291,12 @@ def _diff(model, obs, t_kill):
     for rel in sorted(set(obs) - set(model.names)):
         ino, mode, size, hexd, xa = obs[rel]
         if rel in model.gone:
-            f = model.gone[rel]
+            f, how = model.gone[rel]
             old = (size, hexd) in f.history or (size, hexd) == \
                 f.content.key()
-            probs.append(("resurrected", "%s: a name the client %s is "
-                          "back (st_ino %d, %d bytes%s)" % (
-                              rel, "unlinked or renamed away", ino, size,
+            probs.append(("resurrected", "%s: %s, is back (st_ino %d, %d "
+                          "bytes%s)" % (
+                              rel, how, ino, size,
                               ", an earlier content of that file" if old
                               else "")))
         else:
@@ -334,14 +336,15 @@ def _diff(model, obs, t_kill):
     return probs
 
 
-def _resolve(model, obs, stats):
+def _resolve(model, obs, t_kill, stats):
     """After a candidate matched: the model as found (exact contents,
     inode numbers of new or renamed names)."""
     for f in model.files():
         rel = sorted(f.names)[0]
         ino, mode, size, hexd, xa = obs[rel]
         if f.ino is not None and ino != f.ino:
-            stats["renumbered"] += 1    # named less than GRACE before
+            # named less than GRACE before the kill, or in flight (< 0)
+            stats["renumbered"].append(t_kill - f.changed)
         f.content = f.content.resolve(size, hexd)
         f.history.add(f.content.key())
         f.ino = ino
@@ -501,7 +504,7 @@ class Client:
                 g.names.add(new)
                 g.changed = time.monotonic()
                 md.names[new] = g
-                md.gone[rel] = g
+                md.gone[rel] = (g, "renamed to %s by the client" % new)
 
             def io():
                 os.rename(m.p(rel), m.p(new))
@@ -509,7 +512,7 @@ class Client:
             def effect(md, partial):
                 g = md.names.pop(rel)
                 g.names.discard(rel)
-                md.gone[rel] = g
+                md.gone[rel] = (g, "unlinked by the client")
 
             def io():
                 os.unlink(m.p(rel))
@@ -715,7 +718,7 @@ def _check(m, clients, ctx, pr, stats):
         for what, cand in c.candidates():
             probs = _diff(cand, mine[c.tid], ctx.t_kill)
             if not probs:
-                c.model = _resolve(cand, mine[c.tid], stats)
+                c.model = _resolve(cand, mine[c.tid], ctx.t_kill, stats)
                 best = None
                 break
             if best is None or len(probs) < len(best[1]):
@@ -902,7 +905,7 @@ def test_clients_write_through_kills_during_migration():
     print("seed %d: replay with DFS_SEED=%d" % (seed, seed), flush=True)
     rng = random.Random(seed)
     models = [Model() for _ in range(THREADS)]
-    stats = dict(ops=0, kills=0, recovered=0, findings=0, renumbered=0,
+    stats = dict(ops=0, kills=0, recovered=0, findings=0, renumbered=[],
                  kinds={})
     rounds = 0
     t0 = time.monotonic()
@@ -921,16 +924,19 @@ def test_clients_write_through_kills_during_migration():
                 rounds += 1
                 _age(m, rng, [c.model for c in clients])
     finally:
+        ages = [a for a in stats["renumbered"] if a >= 0]
         print("churn: seed %d: %d rounds passed, %d client operations, %d "
-              "kills, %d moves recovered, %d inode numbers of names made "
-              "less than %.1f s before a kill changed (allowed), %d "
-              "findings%s, %.1f s" % (
+              "kills, %d moves recovered, %d findings%s; new inode numbers "
+              "(allowed) for %d names made or renamed in flight at a kill "
+              "and %d made or renamed %s before it; %.1f s" % (
                   seed, rounds, stats["ops"], stats["kills"],
-                  stats["recovered"], stats["renumbered"], GRACE,
-                  stats["findings"], " (%s)" % ", ".join(
+                  stats["recovered"], stats["findings"], " (%s)" % ", ".join(
                       "%s %d" % kv for kv in sorted(stats["kinds"].items()))
-                  if stats["kinds"] else "", time.monotonic() - t0),
-              flush=True)
+                  if stats["kinds"] else "",
+                  len(stats["renumbered"]) - len(ages), len(ages),
+                  "at most %.1f ms" % (max(ages) * 1000) if ages else
+                  "less than %.0f ms" % (GRACE * 1000),
+                  time.monotonic() - t0), flush=True)
 
 
 test_clients_write_through_kills_during_migration.timeout = max(
