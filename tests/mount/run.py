@@ -5,6 +5,10 @@
 
 Needs root (FUSE mounts, other uids) and $DFS_BIN (default build/dfs).
 Prints PASS/FAIL per test and ends with exactly one line "N passed, N failed".
+
+A test that needs more than the per-test limit says so with an attribute of
+its function, `test_x.timeout = SECONDS`; its limit is then the larger of
+that and -t.
 """
 
 import argparse
@@ -42,7 +46,8 @@ def main():
     ap.add_argument("-k", action="append", default=[],
                     help="run only tests whose name contains this")
     ap.add_argument("-t", type=float, default=60.0,
-                    help="per-test time limit in seconds (default 60)")
+                    help="per-test time limit in seconds (default 60; "
+                    "a test's own timeout attribute may raise it)")
     ap.add_argument("-v", action="store_true", help="print test durations")
     args = ap.parse_args()
 
@@ -54,14 +59,15 @@ def main():
     for name, fn in tests:
         dfstest.notes.clear()
         timed_out = []
+        limit = max(args.t, float(getattr(fn, "timeout", 0) or 0))
 
         def watchdog():
             timed_out.append(1)
             # a call stuck on the mount returns ENOTCONN once the daemon
             # is gone, so the test fails and its cleanup still runs
             dfstest.abort_all("test exceeded the %.0f s limit: daemon "
-                              "killed" % args.t)
-        timer = threading.Timer(args.t, watchdog)
+                              "killed" % limit)
+        timer = threading.Timer(limit, watchdog)
         timer.daemon = True
         t0 = time.monotonic()
         timer.start()
@@ -85,7 +91,7 @@ def main():
             failed += 1
             print("FAIL %s%s" % (name, extra), flush=True)
             if timed_out:
-                print("  timed out after %.0f s" % args.t)
+                print("  timed out after %.0f s" % limit)
             if tb:
                 print("  " + tb.rstrip().replace("\n", "\n  "))
             for n in dfstest.notes:
