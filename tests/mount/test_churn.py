@@ -22,10 +22,9 @@ name on exactly one tier, no temp file, no conflict.
 Each client keeps a model of its files, changed only when an operation
 returned success.  The one operation a client had in flight when the
 daemon died may or may not have happened, in part (a prefix of a write):
-both outcomes are accepted for it.  dfs(8) allows a kill to lose the last
-5 ms of index changes, which the scan puts back under new inode numbers:
-a name made or renamed less than GRACE before the kill may change its
-inode number.
+both outcomes are accepted for it.  Every other name keeps its inode
+number: dfs logs each index change of an open commit group in its redo
+log before answering, and replays the log at the next start.
 
 Environment:
   DFS_SEED          seed of the files, the operations and the kill moments
@@ -65,7 +64,7 @@ MODES = (0o600, 0o640, 0o644, 0o664, 0o700, 0o750, 0o755)
 XATTRS = ("user.a", "user.b", "user.c")
 BANDWIDTH = "40M"           # a whole run lasts at least about the kill window
 KILL_MAX = 4.0              # the kill comes 0..KILL_MAX s after the run starts
-GRACE = 0.1                 # dfs(8): a kill loses the last 5 ms of the index
+GRACE = 0.0                 # no acknowledged index change is lost
 HOT_SWITCHED = 0.8          # of the operations: on switched files, if any
 HOT_COPYING = 0.05          # on files being copied, if any
 SCAN_TIMEOUT = 30.0
