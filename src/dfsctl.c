@@ -390,9 +390,26 @@ dfsctl_now(void)
 	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
+/* Is a scan running now? */
+static int
+dfsctl_scan_running(struct dfsctl *ctl, int fd)
+{
+	uint32_t	 status;
+	char		*text;
+	int		 running;
+
+	if (dfsctl_exchange(ctl, fd, DFS_CMD_SCAN_STATUS, DFS_FLAG_JSON, NULL,
+	    0, &status, &text) != 0)
+		return (0);
+	running = status == DFS_STATUS_OK && dfsctl_json_num(text, "running");
+	free(text);
+	return (running);
+}
+
 /*
  * scan: start one; --status: show the running or last one; --wait: follow
- * it until it ends (a line of progress on a terminal), then show it.
+ * it until it ends (a line of progress on a terminal), then show it.  With
+ * --wait, a scan that is running already is followed rather than refused.
  */
 static int
 dfsctl_scan(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
@@ -416,8 +433,9 @@ dfsctl_scan(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 		if (dfsctl_exchange(ctl, fd, DFS_CMD_SCAN, 0, NULL, 0, &status,
 		    &text) != 0)
 			return (1);
-		if (status != DFS_STATUS_OK)
+		if (status != DFS_STATUS_OK && !dfsctl_scan_running(ctl, fd))
 			return (dfsctl_print(status, text));
+		/* One is running already: follow that one. */
 		free(text);
 	}
 	tty = !(ctl->flags & DFS_FLAG_JSON) && isatty(STDOUT_FILENO);

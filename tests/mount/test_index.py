@@ -181,6 +181,10 @@ def test_scan_busy():
                 eq(err, "dfsctl: a scan is already running\n", "busy")
                 eq(out, "", "busy: stdout")
                 busy += 1
+                # --wait follows the running scan instead
+                rc, out, err = dfsctl("scan", "--wait", sock=m.sock)
+                eq(rc, 0, "scan --wait during a scan: %r" % err)
+                check("complete" in out, "scan --wait output:\n" + out)
             wait_scanned(m)
         check(busy > 0, "a second scan was never refused")
         eq(wait_scanned(m)["files"], 9000, "files scanned")
