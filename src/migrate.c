@@ -248,15 +248,10 @@ migrate_recover(void)
 				tier_unlinkat(j->dst, dfd[k], j->name, 0);
 		}
 		for (k = 0; k < (size_t)nd; k++) {
-			j = &rows[i + k];
-			if (dfd[k] >= 0) {
-				mig_fsync_dir(j->dst, dfd[k]);
+			if (dfd[k] >= 0)
 				close(dfd[k]);
-			}
-			if (sfd[k] >= 0) {
-				mig_fsync_dir(j->src, sfd[k]);
+			if (sfd[k] >= 0)
 				close(sfd[k]);
-			}
 		}
 		log_info("recovered the move of inode %llu (%s) from tier %s "
 		    "to %s: %s", (unsigned long long)rows[i].id, rows[i].name,
@@ -264,7 +259,30 @@ migrate_recover(void)
 		    revert ? "the copy is missing, the source stays" :
 		    !switched ? "not switched, the source stays" :
 		    "switched, the copy stays");
-		rv = index_journal_del(rows[i].id);
+	}
+	/*
+	 * What recovery removed is made durable once per tier, not once per
+	 * directory, before the rows go: a crash before then runs it again.
+	 */
+	for (k = 0; n > 0 && k < (size_t)dfs.ntiers; k++) {
+		int	fd = tier_openat((int)k, dfs.tiers[k].fd, ".", O_RDONLY |
+		    O_DIRECTORY, 0);
+
+		if (fd >= 0) {
+			if (syncfs(fd) == -1)
+				log_warn("tier %s: syncfs: %s",
+				    dfs.tiers[k].name, strerror(errno));
+			close(fd);
+		}
+	}
+	for (i = 0; i < n && rv == 0; i = e) {
+		fuse_ino_t	ids[64];
+		size_t		m = 0;
+
+		for (e = i; e < n && m < 64; e++)
+			if (e == i || rows[e].id != rows[e - 1].id)
+				ids[m++] = rows[e].id;
+		rv = index_journal_del_many(ids, m);
 	}
 	free(rows);
 	return (rv);
