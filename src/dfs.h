@@ -38,12 +38,35 @@ struct tier_stats {
 	atomic_uint_fast64_t	errors;		/* calls that failed, ENOENT probes excepted */
 };
 
+/*
+ * What a tier's file system offers, probed at start (tier_probe): a slow
+ * tier is often sshfs, s3fs, NFS or SMB, which lack some of it.
+ */
+#define TIER_CAP_NOREPLACE	0x01	/* renameat2 RENAME_NOREPLACE */
+#define TIER_CAP_EXCHANGE	0x02	/* renameat2 RENAME_EXCHANGE */
+#define TIER_CAP_LINK		0x04	/* link(2) */
+#define TIER_CAP_NLINK		0x08	/* st_nlink counts a file's names */
+#define TIER_CAP_XATTR		0x10	/* user.* extended attributes */
+#define TIER_CAP_STABLE_INO	0x20	/* a file keeps its inode number */
+#define TIER_CAP_NSEC		0x40	/* times kept to the nanosecond */
+#define TIER_CAP_ALL		0x7f
+
+/* stable_inodes in a tier's config: the probe decides, or the operator. */
+enum dfs_stable_inodes {
+	DFS_INODES_AUTO,
+	DFS_INODES_STABLE,
+	DFS_INODES_UNSTABLE
+};
+
 struct tier {
 	char			*name;
 	char			*path;		/* as given, for messages */
 	int			 fd;		/* O_PATH|O_DIRECTORY root handle */
 	dev_t			 dev;
 	ino_t			 ino;
+	unsigned		 caps;		/* TIER_CAP_* */
+	int			 inodes_set;	/* stable_inodes from the config */
+	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;
 };
 
@@ -255,6 +278,12 @@ void	fatalx(const char *, ...)
 /* tier.c */
 int	tier_add(const char *, const char *, char **);
 int	tier_check_layout(const char *, char **);
+void	tier_probe(int, int);
+int	tier_has(int, unsigned);
+const char *tier_cap_name(unsigned);
+int	tier_same_file(int, const struct stat *, uint64_t, uint64_t);
+int	tier_same_mtime(int, const struct stat *, int64_t);
+int	tier_is_answer(int);
 void	tier_close_all(void);
 int	tier_fstatat(int, int, const char *, struct stat *);
 int	tier_openat(int, int, const char *, int, mode_t);
@@ -535,6 +564,7 @@ struct dfs_config_tier {
 	char		*path;		/* absolute, no trailing / */
 	int		 high_watermark;	/* percent used; 0: none */
 	int		 low_watermark;
+	int		 stable_inodes;	/* enum dfs_stable_inodes */
 };
 
 /* Ordered: the first policy that matches a file decides. */

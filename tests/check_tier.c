@@ -139,6 +139,58 @@ START_TEST(test_name_ok)
 }
 END_TEST
 
+/* A local file system has everything but perhaps user xattrs. */
+START_TEST(test_probe_local)
+{
+	struct dirlist	 l = { NULL, 0, 0 };
+	char		*cause = NULL, cmd[PATH_MAX + 32];
+	unsigned	 want = TIER_CAP_NOREPLACE | TIER_CAP_EXCHANGE |
+			    TIER_CAP_LINK | TIER_CAP_NLINK |
+			    TIER_CAP_STABLE_INO | TIER_CAP_NSEC;
+
+	unsetenv("DFS_NO_PROBE");
+	ck_assert_int_eq(tier_add(NULL, path("b"), &cause), 0);
+	tier_probe(0, DFS_INODES_AUTO);
+	ck_assert_uint_eq(dfs.tiers[0].caps & want, want);
+	ck_assert_int_eq(dfs.tiers[0].inodes_set, 0);
+	ck_assert_str_ne(dfs.tiers[0].fstype, "?");
+	/* Nothing of the probe is left, not even hidden. */
+	snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", path("b"));
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(tier_list(0, dfs.tiers[0].fd, &l), 0);
+	ck_assert_uint_eq(l.n, 0);
+	tier_probe(0, DFS_INODES_UNSTABLE);
+	ck_assert(!tier_has(0, TIER_CAP_STABLE_INO));
+	ck_assert_int_eq(dfs.tiers[0].inodes_set, 1);
+	ck_assert(tier_has(0, TIER_CAP_NOREPLACE));
+}
+END_TEST
+
+/* Identity and times as precisely as the tier keeps them. */
+START_TEST(test_same_file)
+{
+	struct stat	 st;
+	char		*cause = NULL;
+
+	ck_assert_int_eq(tier_add(NULL, path("b"), &cause), 0);
+	memset(&st, 0, sizeof st);
+	st.st_dev = 5;
+	st.st_ino = 7;
+	st.st_mtim.tv_sec = 10;
+	st.st_mtim.tv_nsec = 0;
+	dfs.tiers[0].caps = TIER_CAP_ALL;
+	ck_assert(tier_same_file(0, &st, 5, 7));
+	ck_assert(!tier_same_file(0, &st, 5, 8));
+	ck_assert(!tier_same_file(0, &st, 6, 7));
+	ck_assert(!tier_same_mtime(0, &st, 10123456789LL));
+	dfs.tiers[0].caps = TIER_CAP_ALL & ~(TIER_CAP_STABLE_INO |
+	    TIER_CAP_NSEC);
+	ck_assert(tier_same_file(0, &st, 6, 8));
+	ck_assert(tier_same_mtime(0, &st, 10123456789LL));
+	ck_assert(!tier_same_mtime(0, &st, 11000000000LL));
+}
+END_TEST
+
 int
 main(void)
 {
@@ -154,6 +206,8 @@ main(void)
 	tcase_add_test(tc, test_layout);
 	tcase_add_test(tc, test_list_hides_private);
 	tcase_add_test(tc, test_name_ok);
+	tcase_add_test(tc, test_probe_local);
+	tcase_add_test(tc, test_same_file);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
