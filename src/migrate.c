@@ -642,6 +642,7 @@ struct mig_pend {
 	unsigned	 wgen;		/* the node's, before the copy began */
 	char		 tmp[64];
 	uint64_t	 bytes;
+	int		 etier;		/* where a failure happened */
 	struct mig_name	*extra;		/* the other names of a link group */
 	size_t		 nextra;
 	char		 path[PATH_MAX];
@@ -687,10 +688,16 @@ mig_check(struct mig_pend *p)
 
 	p->in = p->out = -1;
 	p->bytes = 0;
+	p->etier = p->src;
 	snprintf(p->tmp, sizeof p->tmp, "%s%llu", DFS_TMP_PREFIX,
 	    (unsigned long long)p->n->id);
 	if ((p->sfd = node_dirfd(p->parent, p->src)) < 0)
 		return (p->sfd == -ENOENT ? MIG_SKIP_CHANGED : p->sfd);
+	for (i = 0; i < p->nextra; i++)
+		if ((p->extra[i].sfd = node_dirfd(p->extra[i].parent,
+		    p->src)) < 0)
+			return (p->extra[i].sfd);
+	p->etier = p->dst;
 	if ((p->dfd = ns_ensure_dir(p->parent, p->dst)) < 0)
 		return (p->dfd);
 	if (tier_fstatat(p->dst, p->dfd, p->name, &cst) == 0)
@@ -698,8 +705,6 @@ mig_check(struct mig_pend *p)
 	for (i = 0; i < p->nextra; i++) {
 		struct mig_name	*x = &p->extra[i];
 
-		if ((x->sfd = node_dirfd(x->parent, p->src)) < 0)
-			return (x->sfd);
 		if ((x->dfd = ns_ensure_dir(x->parent, p->dst)) < 0)
 			return (x->dfd);
 		if (tier_fstatat(p->dst, x->dfd, x->name, &cst) == 0)
@@ -739,11 +744,13 @@ mig_open(struct mig_pend *p)
 	 */
 	p->wgen = atomic_load(&p->n->wgen);
 	/* Renamed or removed since it was picked: a change, no error. */
+	p->etier = p->src;
 	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
 	    O_NOATIME, 0)) < 0)
 		return (p->in == -ENOENT ? MIG_SKIP_CHANGED : p->in);
 	if (fstat(p->in, &now) == -1 || !mig_same(&now, &p->st))
 		return (MIG_SKIP_CHANGED);
+	p->etier = p->dst;
 	return (0);
 }
 
@@ -770,20 +777,21 @@ mig_copy(struct mig_pend *p, const struct mig_limits *lim)
 	if (rv != 0) {
 		/* A client writing meanwhile is no error: try it next run. */
 		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
-			rv = MIG_SKIP_CHANGED;
-		return (rv);
+			return (MIG_SKIP_CHANGED);
+		return (tier_error(dst, "copy to", p->tmp, -rv));
 	}
 	tier_count(src, &dfs.tiers[src].stats.bytes_read, p->bytes);
 	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, p->bytes);
 	mig_crash("copy");
-	if (fchown(p->out, p->st.st_uid, p->st.st_gid) == -1 ||
-	    fchmod(p->out, p->st.st_mode & 07777) == -1)
-		return (-errno);
+	if (fchown(p->out, p->st.st_uid, p->st.st_gid) == -1)
+		return (tier_error(dst, "chown", p->tmp, errno));
+	if (fchmod(p->out, p->st.st_mode & 07777) == -1)
+		return (tier_error(dst, "chmod", p->tmp, errno));
 	tier_copy_xattrs(p->in, p->out, 0);
 	ts[0] = p->st.st_atim;
 	ts[1] = p->st.st_mtim;
 	if (futimens(p->out, ts) == -1)
-		return (-errno);
+		return (tier_error(dst, "utimens", p->tmp, errno));
 	return (0);
 }
 
@@ -806,6 +814,7 @@ mig_sync(struct mig_pend *p, const struct mig_limits *lim)
 			return (MIG_SKIP_CHANGED);
 		log_error("migrate %s: the copy on tier %s differs from the "
 		    "source", p->path, dfs.tiers[p->dst].name);
+		tier_count(p->dst, &dfs.tiers[p->dst].stats.errors, 1);
 		return (rv);
 	}
 	return (0);
@@ -831,7 +840,7 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 	if (atomic_load(&p->n->wgen) != p->wgen)
 		return (MIG_SKIP_CHANGED);
 	if (fstat(p->out, cst) == -1)
-		return (-errno);
+		return (tier_error(dst, "stat", p->tmp, errno));
 	if ((rv = tier_renameat2(dst, p->dfd, p->tmp, p->dfd, p->name,
 	    RENAME_NOREPLACE)) != 0)
 		return (rv == -EEXIST ? MIG_SKIP_CONFLICT : rv);
@@ -901,9 +910,14 @@ mig_commit(struct mig_pend *p)
 	return (0);
 }
 
-/* Count a move's outcome in the current run. */
+/*
+ * Count a move's outcome in the current run.  A failure is also an error
+ * of tier etier, where it happened, in dfsctl stats: tier_error counts
+ * most, but not those it takes for answers to a client (EINVAL from a
+ * rename flag the tier lacks, EPERM, EEXIST), which no client asked for.
+ */
 static void
-mig_result(const char *path, int src, int to, off_t size, int rv)
+mig_result(const char *path, int src, int to, int etier, off_t size, int rv)
 {
 	pthread_mutex_lock(&mig_mtx);
 	if (rv == 0) {
@@ -915,6 +929,8 @@ mig_result(const char *path, int src, int to, off_t size, int rv)
 		mig_cur.skipped[rv]++;
 	else {
 		mig_cur.errors++;
+		if (etier >= 0 && tier_is_answer(-rv))
+			tier_count(etier, &dfs.tiers[etier].stats.errors, 1);
 		snprintf(mig_cur.last_error, sizeof mig_cur.last_error,
 		    "%s: %s", path, strerror(-rv));
 		log_error("migrate %s from tier %s to %s: %s", path,
@@ -1026,7 +1042,8 @@ mig_flush(void)
 results:
 	for (i = 0; i < mig_npend; i++) {
 		p = &mig_pend[i];
-		mig_result(p->path, p->src, p->dst, p->st.st_size, rv[i]);
+		mig_result(p->path, p->src, p->dst, p->etier, p->st.st_size,
+		    rv[i]);
 		node_put(p->parent);
 		node_put(p->n);
 	}
@@ -1042,7 +1059,7 @@ results:
 static int
 mig_move(struct node *n, struct node *parent, const char *name,
     const struct stat *st, int src, int dst, const struct mig_limits *lim,
-    struct mig_name *extra, size_t nextra)
+    struct mig_name *extra, size_t nextra, int *etier)
 {
 	struct mig_pend	p;
 	struct jrow	j;
@@ -1060,10 +1077,10 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	p.nextra = nextra;
 	snprintf(p.path, sizeof p.path, "%s", name);
 	if ((rv = mig_check(&p)) != 0)
-		return (rv);
+		goto out;
 	mig_jrow(&p, &j);
 	if ((rv = index_journal_add(&j)) != 0)
-		return (rv);
+		goto out;
 	/* One row per name, so recovery can finish or undo each. */
 	for (i = 0; i < nextra; i++) {
 		struct jrow	l = j;
@@ -1079,9 +1096,12 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	    (rv = mig_sync(&p, lim)) != 0)
 		goto abort;
 	mig_crash("copied");
-	return (mig_commit(&p));
+	rv = mig_commit(&p);
+	goto out;
 abort:
 	mig_undo(&p, 0, 0);
+out:
+	*etier = p.etier;
 	return (rv);
 }
 
@@ -1092,7 +1112,8 @@ abort:
  */
 static int
 mig_move_group(struct node *n, struct node *parent, const char *name,
-    const struct stat *st, int src, int dst, const struct mig_limits *lim)
+    const struct stat *st, int src, int dst, const struct mig_limits *lim,
+    int *etier)
 {
 	struct mig_name	*extra = NULL;
 	struct probe	 p;
@@ -1129,7 +1150,8 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 		    names[i]);
 		nextra++;
 	}
-	rv = mig_move(n, parent, name, st, src, dst, lim, extra, nextra);
+	rv = mig_move(n, parent, name, st, src, dst, lim, extra, nextra,
+	    etier);
 out:
 	for (i = 0; i < nextra; i++) {
 		node_forget(n->id, 1);	/* the lookups node_enter counted */
@@ -1190,7 +1212,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	struct stat			 st;
 	char				 name[NAME_MAX + 1];
 	int64_t				 now = mig_now_ns();
-	int				 k, rv, to = -1, src = r->tier, fd;
+	int				 k, rv, to = -1, src = r->tier, fd, et;
 
 	memset(&it, 0, sizeof it);
 	it.id = r->id;
@@ -1252,12 +1274,14 @@ mig_one(const struct irow *r, int force_to, int promote,
 		 * saves, and should not hold a batch's files back.
 		 */
 		mig_flush();
+		et = to;
 		if (st.st_nlink > 1)
-			rv = mig_move_group(n, parent, name, &st, src, to, lim);
+			rv = mig_move_group(n, parent, name, &st, src, to, lim,
+			    &et);
 		else
 			rv = mig_move(n, parent, name, &st, src, to, lim, NULL,
-			    0);
-		mig_result(it.path, src, to, st.st_size, rv);
+			    0, &et);
+		mig_result(it.path, src, to, et, st.st_size, rv);
 	} else {
 		struct mig_pend	*pd = &mig_pend[mig_npend];
 

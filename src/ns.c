@@ -495,11 +495,21 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	dmask = dexists ? ns_tierset(&d, dfds) : 0;
 
 	if (flags & RENAME_EXCHANGE) {
-		/* Possible only when both occupy the same tiers. */
+		/*
+		 * Possible only when both occupy the same tiers, and those
+		 * exchange atomically: done in steps, a crash would leave a
+		 * name missing.
+		 */
 		if (smask != dmask) {
 			rv = -EINVAL;
 			goto out;
 		}
+		for (t = 0; t < dfs.ntiers; t++)
+			if ((smask & (1u << t)) &&
+			    !tier_has(t, TIER_CAP_EXCHANGE)) {
+				rv = -EINVAL;
+				goto out;
+			}
 		if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) == 0) {
 			ns_index(index_rename(p1->id, n1, p2->id, n2, 1),
 			    "rename", n1);

@@ -449,11 +449,33 @@ tier_unlinkat(int t, int dirfd, const char *name, int flags)
 	    (flags & AT_REMOVEDIR) ? "rmdir" : "unlink", name));
 }
 
+/*
+ * renameat2 with the flags the tier takes.  Without RENAME_NOREPLACE (the
+ * NFS client, sshfs, s3fs and any FUSE file system without rename2 answer
+ * EINVAL), the target is checked to be free and a plain rename follows:
+ * dfs owns the names on its tiers, and every caller holds off clients
+ * from the target name (the kernel's lock on a client's rename, or the
+ * hold a migration has on the file whose name it is).  Link and unlink
+ * would be atomic but leave a moment with two names, and an open source
+ * behind as .nfsXXXX or .fuse_hidden for clients to see.  No
+ * RENAME_EXCHANGE: EINVAL, as the file system would answer.
+ */
 int
 tier_renameat2(int t, int olddirfd, const char *oldname, int newdirfd,
     const char *newname, unsigned flags)
 {
+	struct stat	st;
+
 	tier_count(t, &dfs.tiers[t].stats.rename, 1);
+	if ((flags & RENAME_EXCHANGE) && !tier_has(t, TIER_CAP_EXCHANGE))
+		return (tier_error(t, "rename (exchange)", oldname, EINVAL));
+	if ((flags & RENAME_NOREPLACE) && !tier_has(t, TIER_CAP_NOREPLACE)) {
+		if (fstatat(newdirfd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return (tier_error(t, "rename", newname, EEXIST));
+		if (errno != ENOENT)
+			return (tier_error(t, "rename", newname, errno));
+		flags &= ~RENAME_NOREPLACE;
+	}
 	return (TIER_RET(t, renameat2(olddirfd, oldname, newdirfd, newname,
 	    flags), "rename", oldname));
 }

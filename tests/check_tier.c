@@ -166,6 +166,32 @@ START_TEST(test_probe_local)
 }
 END_TEST
 
+/* Without rename flags: NOREPLACE still refuses to replace, EXCHANGE fails. */
+START_TEST(test_rename_without_flags)
+{
+	char	*cause = NULL;
+	int	 fd;
+
+	ck_assert_int_eq(tier_add(NULL, path("b"), &cause), 0);
+	dfs.tiers[0].caps = TIER_CAP_LINK | TIER_CAP_NLINK;
+	fd = dfs.tiers[0].fd;
+	ck_assert_int_eq(close(open(path("b/x"), O_CREAT | O_WRONLY, 0644)),
+	    0);
+	ck_assert_int_eq(close(open(path("b/y"), O_CREAT | O_WRONLY, 0644)),
+	    0);
+	ck_assert_int_eq(tier_renameat2(0, fd, "x", fd, "y",
+	    RENAME_NOREPLACE), -EEXIST);
+	ck_assert_int_eq(access(path("b/x"), F_OK), 0);
+	ck_assert_int_eq(tier_renameat2(0, fd, "x", fd, "y",
+	    RENAME_EXCHANGE), -EINVAL);
+	ck_assert_int_eq(tier_renameat2(0, fd, "x", fd, "z",
+	    RENAME_NOREPLACE), 0);
+	ck_assert_int_eq(access(path("b/z"), F_OK), 0);
+	ck_assert_int_eq(access(path("b/x"), F_OK), -1);
+	ck_assert_uint_eq(dfs.tiers[0].stats.errors, 0);
+}
+END_TEST
+
 /* Identity and times as precisely as the tier keeps them. */
 START_TEST(test_same_file)
 {
@@ -207,6 +233,7 @@ main(void)
 	tcase_add_test(tc, test_list_hides_private);
 	tcase_add_test(tc, test_name_ok);
 	tcase_add_test(tc, test_probe_local);
+	tcase_add_test(tc, test_rename_without_flags);
 	tcase_add_test(tc, test_same_file);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
