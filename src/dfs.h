@@ -107,6 +107,7 @@ struct node {
 	fuse_ino_t	 id;
 	int		 is_dir;
 	int		 tier;		/* file: holding tier; dir: attribute tier */
+	mode_t		 fmt;		/* S_IFMT bits */
 	dev_t		 dev;		/* backing identity (files) */
 	ino_t		 ino;
 	uint64_t	 nlookup;	/* kernel references */
@@ -361,6 +362,7 @@ int	index_unlink(fuse_ino_t, const char *);
 int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
 int	index_add_tier(fuse_ino_t, int);
 int	index_set_stat(fuse_ino_t, const struct stat *);
+int	index_set_ident(fuse_ino_t, int, const struct stat *);
 int	index_list(fuse_ino_t, struct dirlist *);
 int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
 	    struct irow **, size_t *);

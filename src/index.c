@@ -52,6 +52,7 @@ enum {
 	Q_COUNT_CHILD,
 	Q_SCAN_MARK,
 	Q_SCAN_MARKD,
+	Q_SET_IDENT,
 	Q_LAST
 };
 
@@ -91,10 +92,12 @@ static const char *index_sql[Q_LAST] = {
 	    "AND ino = ?3 AND nlink > 1",
 	[Q_COUNT_CHILD] = "SELECT count(*) FROM dentry WHERE parent = ?1",
 	[Q_SCAN_MARK] = "UPDATE inode SET tier = ?2, tiers = ?3, gen = ?4, "
-	    "partial = 0 "
+	    "partial = 0, dev = ?5, ino = ?6 "
 	    "WHERE id = ?1",
 	[Q_SCAN_MARKD] = "UPDATE dentry SET gen = ?3 WHERE parent = ?1 AND "
 	    "name = ?2",
+	[Q_SET_IDENT] = "UPDATE inode SET dev = ?3, ino = ?4 WHERE id = ?1 AND "
+	    "tier = ?2",
 };
 
 static const char index_schema[] =
@@ -886,6 +889,37 @@ index_redo_set(int op, fuse_ino_t id, fuse_ino_t p1, const char *n1,
 	index_redo_pending = 1;
 }
 
+/* The backing identity of inode id on tier t, if it is still there. */
+static int
+index_ident(struct index_conn *c, fuse_ino_t id, int t, const struct stat *st)
+{
+	sqlite3_stmt	*q = index_q(c, Q_SET_IDENT);
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int(q, 2, t);
+	sqlite3_bind_int64(q, 3, (int64_t)st->st_dev);
+	sqlite3_bind_int64(q, 4, (int64_t)st->st_ino);
+	return (index_step_done(c, q, "set identity"));
+}
+
+/*
+ * A file on a tier that renumbers its files has a new number there (a
+ * hint for finding changes, not its identity).  A switch meanwhile to
+ * another tier wins.
+ */
+int
+index_set_ident(fuse_ino_t id, int t, const struct stat *st)
+{
+	int	rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(&index_main)) == 0)
+		rv = index_end(&index_main, index_ident(&index_main, id, t,
+		    st));
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
 /*
  * A name found on tier t (or just made there): give it an inode, or, for
  * another name of a known hard-linked file, the inode it shares.
@@ -912,14 +946,18 @@ index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		index_row(q, &r);
 		sqlite3_reset(q);
 		if (r.type == (st->st_mode & S_IFMT) && r.tier == t &&
-		    (S_ISDIR(st->st_mode) || (r.dev == (uint64_t)st->st_dev &&
-		    r.ino == (uint64_t)st->st_ino)))
+		    (S_ISDIR(st->st_mode) ||
+		    tier_same_file(t, st, r.dev, r.ino))) {
 			*id = r.id;
-		else if ((rv = index_remove_dentry(c, parent, name)) != 0)
+			if ((rv = index_ident(c, r.id, t, st)) != 0)
+				goto end;
+		} else if ((rv = index_remove_dentry(c, parent, name)) != 0)
 			goto end;
 	}
 	sqlite3_reset(q);
-	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+	/* Made-up inode numbers may be another file's: no link by them. */
+	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
+	    tier_has(t, TIER_CAP_STABLE_INO)) {
 		q = index_q(c, Q_FIND_LINK);
 		sqlite3_bind_int(q, 1, t);
 		sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
@@ -2023,9 +2061,10 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		}
 		sqlite3_reset(q);
 	}
+	/* A tier that renumbers its files: the name says which file it is. */
 	if (found && (unsigned)r.type == (st->st_mode & S_IFMT) &&
 	    (S_ISDIR(st->st_mode) || (r.tier == t &&
-	    r.dev == (uint64_t)st->st_dev && r.ino == (uint64_t)st->st_ino))) {
+	    tier_same_file(t, st, r.dev, r.ino)))) {
 		*id = r.id;
 		q = index_q(c, Q_SET_STAT);
 		sqlite3_bind_int64(q, 1, r.id);
@@ -2041,6 +2080,8 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		sqlite3_bind_int(q, 2, t);
 		sqlite3_bind_int(q, 3, tiers);
 		sqlite3_bind_int64(q, 4, gen);
+		sqlite3_bind_int64(q, 5, (int64_t)st->st_dev);
+		sqlite3_bind_int64(q, 6, (int64_t)st->st_ino);
 		if ((rv = index_step_done(c, q, "scan mark")) != 0)
 			return (rv);
 		q = index_q(c, Q_SCAN_MARKD);
@@ -2052,7 +2093,8 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		if (found && (rv = index_remove_dentry(c, parent, name)) != 0)
 			return (rv);
 		*id = 0;
-		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
+		    tier_has(t, TIER_CAP_STABLE_INO)) {
 			q = index_q(c, Q_FIND_LINK);
 			sqlite3_bind_int(q, 1, t);
 			sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);

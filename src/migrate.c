@@ -153,8 +153,9 @@ static int
 mig_is_source(const struct jrow *j, int dirfd, struct stat *st)
 {
 	return (dirfd >= 0 && tier_fstatat(j->src, dirfd, j->name, st) == 0 &&
-	    S_ISREG(st->st_mode) && (uint64_t)st->st_ino == j->ino &&
-	    st->st_size == j->size && mig_ns(&st->st_mtim) == j->mtime);
+	    S_ISREG(st->st_mode) && tier_same_file(j->src, st, st->st_dev,
+	    j->ino) && st->st_size == j->size &&
+	    mig_ns(&st->st_mtim) == j->mtime);
 }
 
 /* Is the file at name in dirfd on tier t a copy of the row's source? */
@@ -163,9 +164,10 @@ mig_is_copy(const struct jrow *j, int dirfd)
 {
 	struct stat	st;
 
+	/* A tier keeping whole seconds (sshfs) has the copy's mtime cut. */
 	return (dirfd >= 0 && tier_fstatat(j->dst, dirfd, j->name, &st) == 0 &&
 	    S_ISREG(st.st_mode) && st.st_size == j->size &&
-	    mig_ns(&st.st_mtim) == j->mtime);
+	    tier_same_mtime(j->dst, &st, j->mtime));
 }
 
 static int
@@ -436,10 +438,11 @@ mig_verify(int a, int b, off_t size)
 	return (rv);
 }
 
+/* Is a, on tier t, still the file b was?  Numbers only where t keeps them. */
 static int
-mig_same(const struct stat *a, const struct stat *b)
+mig_same(int t, const struct stat *a, const struct stat *b)
 {
-	return (a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	return (tier_same_file(t, a, b->st_dev, b->st_ino) &&
 	    a->st_size == b->st_size &&
 	    mig_ns(&a->st_mtim) == mig_ns(&b->st_mtim) &&
 	    mig_ns(&a->st_ctim) == mig_ns(&b->st_ctim));
@@ -516,8 +519,9 @@ mig_remove_source(const struct mig_done *d)
 	struct stat	st;
 
 	if (tier_fstatat(d->src, d->sfd, d->name, &st) == 0 &&
-	    S_ISREG(st.st_mode) && st.st_ino == d->ino &&
-	    st.st_size == d->size && mig_ns(&st.st_mtim) == d->mtime)
+	    S_ISREG(st.st_mode) && tier_same_file(d->src, &st, st.st_dev,
+	    d->ino) && st.st_size == d->size &&
+	    mig_ns(&st.st_mtim) == d->mtime)
 		tier_unlinkat(d->src, d->sfd, d->name, 0);
 }
 
@@ -748,7 +752,7 @@ mig_open(struct mig_pend *p)
 	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
 	    O_NOATIME, 0)) < 0)
 		return (p->in == -ENOENT ? MIG_SKIP_CHANGED : p->in);
-	if (fstat(p->in, &now) == -1 || !mig_same(&now, &p->st))
+	if (fstat(p->in, &now) == -1 || !mig_same(p->src, &now, &p->st))
 		return (MIG_SKIP_CHANGED);
 	p->etier = p->dst;
 	return (0);
@@ -776,7 +780,7 @@ mig_copy(struct mig_pend *p, const struct mig_limits *lim)
 	mig_ioprio(0);
 	if (rv != 0) {
 		/* A client writing meanwhile is no error: try it next run. */
-		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
+		if (fstat(p->in, &now) == 0 && !mig_same(p->src, &now, &p->st))
 			return (MIG_SKIP_CHANGED);
 		return (tier_error(dst, "copy to", p->tmp, -rv));
 	}
@@ -810,7 +814,7 @@ mig_sync(struct mig_pend *p, const struct mig_limits *lim)
 		return (tier_error(p->dst, "fsync", p->tmp, errno));
 	if (lim->verify && (rv = mig_verify(p->in, p->out, p->st.st_size)) !=
 	    0) {
-		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
+		if (fstat(p->in, &now) == 0 && !mig_same(p->src, &now, &p->st))
 			return (MIG_SKIP_CHANGED);
 		log_error("migrate %s: the copy on tier %s differs from the "
 		    "source", p->path, dfs.tiers[p->dst].name);
@@ -833,7 +837,7 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 
 	*linked = 0;
 	if (tier_fstatat(p->src, p->sfd, p->name, &now) != 0 ||
-	    !mig_same(&now, &p->st))
+	    !mig_same(p->src, &now, &p->st))
 		return (MIG_SKIP_CHANGED);
 	if (p->n->writers > 0)
 		return (MIG_SKIP_WRITERS);
@@ -1225,7 +1229,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	if (n->is_dir || node_name(n, &parent, name, sizeof name) != 0 ||
 	    n->tier != src || (fd = node_dirfd(parent, src)) < 0 ||
 	    tier_fstatat(src, fd, name, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_ino != r->ino) {
+	    !tier_same_file(src, &st, st.st_dev, r->ino)) {
 		it.skip = MIG_SKIP_CHANGED;
 		goto done;
 	}

@@ -481,8 +481,10 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 			return (-ENOTDIR);
 		if (!S_ISDIR(s.st.st_mode) && S_ISDIR(d.st.st_mode))
 			return (-EISDIR);
-		if (s.tier == d.tier && s.st.st_dev == d.st.st_dev &&
-		    s.st.st_ino == d.st.st_ino)
+		/* Two names of one file: nothing to do. */
+		if (s.tier == d.tier && (s.id == d.id ||
+		    (tier_has(s.tier, TIER_CAP_STABLE_INO) &&
+		    s.st.st_dev == d.st.st_dev && s.st.st_ino == d.st.st_ino)))
 			return (0);
 	}
 	if (S_ISDIR(s.st.st_mode) &&

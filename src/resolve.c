@@ -23,14 +23,31 @@ resolve_name_ok(const char *name)
 	return (0);
 }
 
-/* Does what a tier holds match what the index says is there? */
+/*
+ * Does what a tier holds match what the index says is there?  Where the
+ * tier renumbers its files, the name and the type say it is the file.
+ */
 static int
 resolve_matches(const struct irow *r, const struct stat *st)
 {
 	if (r->type != (st->st_mode & S_IFMT))
 		return (0);
-	return (S_ISDIR(st->st_mode) || (r->dev == (uint64_t)st->st_dev &&
-	    r->ino == (uint64_t)st->st_ino));
+	return (S_ISDIR(st->st_mode) ||
+	    tier_same_file(r->tier, st, r->dev, r->ino));
+}
+
+/* A matched file the tier has renumbered: the index learns the number. */
+static void
+resolve_renumbered(const struct irow *r, const struct stat *st)
+{
+	if (S_ISDIR(st->st_mode) || (r->dev == (uint64_t)st->st_dev &&
+	    r->ino == (uint64_t)st->st_ino))
+		return;
+	log_debug("%s: inode %llu is %llu on tier %s now, was %llu",
+	    __func__, (unsigned long long)r->id,
+	    (unsigned long long)st->st_ino, dfs.tiers[r->tier].name,
+	    (unsigned long long)r->ino);
+	index_set_ident(r->id, r->tier, st);
 }
 
 /*
@@ -109,7 +126,8 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && (n->is_dir ? S_ISDIR(p->st.st_mode) :
-		    (n->dev == p->st.st_dev && n->ino == p->st.st_ino))) {
+		    (n->fmt == (p->st.st_mode & S_IFMT) &&
+		    tier_same_file(t, &p->st, n->dev, n->ino)))) {
 			p->tier = t;
 			p->id = n->id;
 			p->tiers = 0;
@@ -127,6 +145,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && resolve_matches(&r, &p->st)) {
+			resolve_renumbered(&r, &p->st);
 			p->tier = t;
 			p->id = r.id;
 			p->tiers = r.tiers;
@@ -359,6 +378,7 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 	p.partial = !made;
 	rv = index_lookup(parent->id, name, &r);
 	if (rv == 0 && r.tier == t && resolve_matches(&r, &p.st)) {
+		resolve_renumbered(&r, &p.st);
 		p.id = r.id;
 		p.tiers = r.tiers;
 		p.partial = r.partial;
