@@ -355,6 +355,7 @@ int	index_is_scanned(void);
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
 int	index_get(fuse_ino_t, struct irow *);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
+unsigned index_nlink(fuse_ino_t);
 int	index_add(fuse_ino_t, const char *, int, unsigned, int,
 	    const struct stat *, fuse_ino_t *);
 int	index_link(fuse_ino_t, const char *, fuse_ino_t, const struct stat *);
@@ -460,6 +461,7 @@ int	resolve_lookup(struct node *, const char *, struct fuse_entry_param *,
 int	resolve_list(struct node *, struct dirlist *);
 long	resolve_subdirs(struct node *);
 int	resolve_stat(struct node *, struct stat *);
+void	resolve_nlink(int, fuse_ino_t, struct stat *);
 int	resolve_dir_tiers(struct node *, const char *, int *);
 int	resolve_lookup_at(struct node *, const char *, int, int,
 	    struct fuse_entry_param *);

@@ -53,6 +53,7 @@ enum {
 	Q_SCAN_MARK,
 	Q_SCAN_MARKD,
 	Q_SET_IDENT,
+	Q_NLINK,
 	Q_LAST
 };
 
@@ -98,6 +99,7 @@ static const char *index_sql[Q_LAST] = {
 	    "name = ?2",
 	[Q_SET_IDENT] = "UPDATE inode SET dev = ?3, ino = ?4 WHERE id = ?1 AND "
 	    "tier = ?2",
+	[Q_NLINK] = "SELECT count(*) FROM dentry WHERE inode = ?1",
 };
 
 static const char index_schema[] =
@@ -472,6 +474,26 @@ index_get(fuse_ino_t id, struct irow *r)
 	sqlite3_reset(q);
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
+}
+
+/*
+ * How many names inode id has in the index: its link count where the
+ * tier's st_nlink does not count them (sshfs says 1).  0 on error.
+ */
+unsigned
+index_nlink(fuse_ino_t id)
+{
+	sqlite3_stmt	*q;
+	unsigned	 n = 0;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_NLINK);
+	sqlite3_bind_int64(q, 1, id);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = (unsigned)sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (n);
 }
 
 /* One name of inode id: its parent and the name copied into buf. */

@@ -1110,9 +1110,24 @@ out:
 }
 
 /*
+ * How many names the file has: st_nlink, or where the tier does not keep
+ * it (sshfs says 1), the names the index gives the file.
+ */
+static nlink_t
+mig_nlink(int t, fuse_ino_t id, const struct stat *st)
+{
+	unsigned	n;
+
+	if (tier_has(t, TIER_CAP_NLINK))
+		return (st->st_nlink);
+	return ((n = index_nlink(id)) > st->st_nlink ? n : st->st_nlink);
+}
+
+/*
  * A hard-link group moves as one unit: every name the index knows, which
- * must be all of them (st_nlink), is held in the node table so that
- * operations on any name wait out the switch.
+ * must be all of them (st_nlink, where the tier keeps it), is held in the
+ * node table so that operations on any name wait out the switch.  A
+ * tier without hard links takes no group.
  */
 static int
 mig_move_group(struct node *n, struct node *parent, const char *name,
@@ -1127,9 +1142,11 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 	size_t		 count = 0, i, nextra = 0;
 	int		 rv;
 
+	if (!tier_has(dst, TIER_CAP_LINK))
+		return (MIG_SKIP_LINKS);
 	if ((rv = index_names(n->id, &parents, &names, &count)) != 0)
 		return (rv);
-	if (count != (size_t)st->st_nlink) {
+	if (tier_has(src, TIER_CAP_NLINK) && count != (size_t)st->st_nlink) {
 		rv = MIG_SKIP_LINKS;	/* a name the index does not know */
 		goto out;
 	}
@@ -1216,6 +1233,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	struct stat			 st;
 	char				 name[NAME_MAX + 1];
 	int64_t				 now = mig_now_ns();
+	nlink_t				 nl;
 	int				 k, rv, to = -1, src = r->tier, fd, et;
 
 	memset(&it, 0, sizeof it);
@@ -1235,6 +1253,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	}
 	it.size = st.st_size;
 	it.age = now / 1000000000 - st.st_mtim.tv_sec;
+	nl = mig_nlink(src, r->id, &st);
 	pthread_mutex_lock(&mig_conf_mtx);
 	k = policy_match(mig_conf, it.path, &st, r, src, now / 1000000000,
 	    it.why, sizeof it.why);
@@ -1256,7 +1275,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	else if (to >= 0 && r->moved_at > 0 && now - r->moved_at <
 	    (int64_t)mig_conf->migration.min_residency * 1000000000)
 		it.skip = MIG_SKIP_RESIDENCY;
-	else if (to >= 0 && st.st_nlink > 1 &&
+	else if (to >= 0 && nl > 1 &&
 	    mig_conf->migration.hardlinks == DFS_HARDLINKS_SKIP)
 		it.skip = MIG_SKIP_LINKS;
 	pthread_mutex_unlock(&mig_conf_mtx);
@@ -1271,7 +1290,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 		plan->bytes += st.st_size;
 		goto out;
 	}
-	if (st.st_nlink > 1 || st.st_size >= MIG_SMALL) {
+	if (nl > 1 || st.st_size >= MIG_SMALL) {
 		/*
 		 * Groups and large files move on their own, after the batch
 		 * before them: a large file's copy outweighs what a batch
@@ -1279,7 +1298,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 		 */
 		mig_flush();
 		et = to;
-		if (st.st_nlink > 1)
+		if (nl > 1)
 			rv = mig_move_group(n, parent, name, &st, src, to, lim,
 			    &et);
 		else
@@ -1803,7 +1822,8 @@ migrate_explain(const char *path, char *buf, size_t len)
 			    "to %s (%s)%s", path, dfs.tiers[r.tier].name,
 			    p->name, dfs.tiers[p->to].name, why,
 			    mig_pinned(r.id) ? ", but it is pinned" :
-			    st.st_nlink > 1 ? ", but it has hard links" : "");
+			    mig_nlink(r.tier, r.id, &st) > 1 ?
+			    ", but it has hard links" : "");
 	}
 	pthread_mutex_unlock(&mig_conf_mtx);
 	return (0);

@@ -200,13 +200,30 @@ resolve_subdirs(struct node *dir)
 	return (n);
 }
 
+/*
+ * A file's link count where its tier does not keep one (sshfs says 1
+ * for every file): the names the index gives it, so that tar and rsync
+ * -H still see a hard-link group.
+ */
+void
+resolve_nlink(int t, fuse_ino_t id, struct stat *st)
+{
+	unsigned	n;
+
+	if (S_ISDIR(st->st_mode) || st->st_nlink == 0 ||
+	    tier_has(t, TIER_CAP_NLINK))
+		return;
+	if ((n = index_nlink(id)) > st->st_nlink)
+		st->st_nlink = n;
+}
+
 /* The attributes a client sees for node n. */
 int
 resolve_stat(struct node *n, struct stat *st)
 {
 	struct node	*parent;
 	char		 name[NAME_MAX + 1];
-	int		 fd, rv;
+	int		 fd, rv, t;
 	long		 sub;
 
 	if (n->is_dir) {
@@ -218,8 +235,6 @@ resolve_stat(struct node *n, struct stat *st)
 			st->st_nlink = 2 + sub;
 	} else if ((rv = node_name(n, &parent, name, sizeof name)) != 0) {
 		/* Unlinked but open: its handles still reach it. */
-		int	t;
-
 		if ((fd = node_open_fd(n, &t)) < 0)
 			return (rv);
 		rv = tier_fstatat(t, fd, "", st);
@@ -228,12 +243,14 @@ resolve_stat(struct node *n, struct stat *st)
 			return (rv);
 	} else {
 		node_busy_enter(n);
-		fd = node_dirfd(parent, n->tier);
-		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, st);
+		t = n->tier;
+		fd = node_dirfd(parent, t);
+		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, st);
 		node_busy_leave(n);
 		node_put(parent);
 		if (rv != 0)
 			return (rv);
+		resolve_nlink(t, n->id, st);
 	}
 	st->st_ino = n->id;
 	return (0);
