@@ -190,13 +190,13 @@ tier_probe(int t, int inodes)
 		    tr->name, tr->path, strerror(errno));
 		goto out;
 	}
-	/* With b in the way: EEXIST is the flag honoured. */
-	if (renameat2(tr->fd, a, tr->fd, b, RENAME_NOREPLACE) == -1) {
-		if (errno == EEXIST)
-			tr->caps |= TIER_CAP_NOREPLACE;
-	} else if ((fd = openat(tr->fd, a, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600)) != -1)
-		close(fd);	/* it replaced b: a flag taken and ignored */
+	/*
+	 * Onto a free name: the kernel answers EEXIST for a name in the way
+	 * itself, before the file system sees the flag.
+	 */
+	if (renameat2(tr->fd, a, tr->fd, c, RENAME_NOREPLACE) == 0 &&
+	    renameat2(tr->fd, c, tr->fd, a, RENAME_NOREPLACE) == 0)
+		tr->caps |= TIER_CAP_NOREPLACE;
 	if (renameat2(tr->fd, a, tr->fd, b, RENAME_EXCHANGE) == 0)
 		tr->caps |= TIER_CAP_EXCHANGE;
 	if (linkat(tr->fd, a, tr->fd, c, 0) == 0) {
