@@ -1146,8 +1146,10 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 		return (MIG_SKIP_LINKS);
 	if ((rv = index_names(n->id, &parents, &names, &count)) != 0)
 		return (rv);
-	if (tier_has(src, TIER_CAP_NLINK) && count != (size_t)st->st_nlink) {
-		rv = MIG_SKIP_LINKS;	/* a name the index does not know */
+	/* A name the index does not know: st_nlink counts more. */
+	if (count < (size_t)st->st_nlink || (tier_has(src, TIER_CAP_NLINK) &&
+	    count != (size_t)st->st_nlink)) {
+		rv = MIG_SKIP_LINKS;
 		goto out;
 	}
 	if ((extra = calloc(count, sizeof *extra)) == NULL) {
