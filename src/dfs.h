@@ -65,6 +65,7 @@ struct tier {
 	dev_t			 dev;
 	ino_t			 ino;
 	unsigned		 caps;		/* TIER_CAP_* */
+	long			 magic;		/* statfs f_type */
 	int			 inodes_set;	/* stable_inodes from the config */
 	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;

@@ -336,20 +336,54 @@ index_open(const char *path, char **cause)
 	return (rv);
 }
 
+/* One recorded identity of tier t's file system: 0, or -1 and *cause. */
+static int
+index_check_tier(int t, const char *what, int64_t now, int accept,
+    char **cause)
+{
+	char	key[32];
+	int64_t	known;
+	int	rv = 0;
+
+	if (now == 0)
+		return (0);
+	snprintf(key, sizeof key, "tier%d.%s", t, what);
+	pthread_mutex_lock(&index_mtx);
+	known = index_meta_get(&index_main, key, 0);
+	if (known == 0 || (known != now && accept))
+		rv = index_meta_set(&index_main, key, now);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != 0) {
+		asprintf(cause, "index %s: %s", index_file, strerror(-rv));
+		return (-1);
+	}
+	if (known != 0 && known != now && !accept) {
+		asprintf(cause, "tier %s (%s) is not on the file system the "
+		    "index knows it on (%s %llx, was %llx): is its file system "
+		    "mounted?  If the tier moved on purpose, start once with "
+		    "-o retier", dfs.tiers[t].name, dfs.tiers[t].path, what,
+		    (unsigned long long)now, (unsigned long long)known);
+		return (-1);
+	}
+	if (known != 0 && known != now)
+		log_warn("tier %s (%s): a new file system, as -o retier "
+		    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
+	return (0);
+}
+
 /*
  * Each tier must be the file system the index knows it on (statfs's
  * f_fsid, recorded on first use): a tier whose disk did not mount shows
  * an empty directory of the file system below, and a scan would drop
  * every row of the tier while migration filled the wrong disk.  With
- * accept, a tier moved on purpose is recorded anew.  File systems that
- * report no fsid are not checked.
+ * accept, a tier moved on purpose is recorded anew.  The file system
+ * type is recorded too: it is all FUSE file systems (sshfs, s3fs) give,
+ * and still tells an sshfs that did not mount from the disk below it.
  */
 int
 index_check_tiers(int accept, char **cause)
 {
 	struct statvfs	sv;
-	char		key[32];
-	int64_t		known, now;
 	int		t, rv;
 
 	for (t = 0; t < dfs.ntiers; t++) {
@@ -358,32 +392,10 @@ index_check_tiers(int accept, char **cause)
 			    dfs.tiers[t].path, strerror(-rv));
 			return (-1);
 		}
-		if ((now = (int64_t)sv.f_fsid) == 0)
-			continue;
-		snprintf(key, sizeof key, "tier%d.fsid", t);
-		pthread_mutex_lock(&index_mtx);
-		known = index_meta_get(&index_main, key, 0);
-		rv = 0;
-		if (known == 0 || (known != now && accept))
-			rv = index_meta_set(&index_main, key, now);
-		pthread_mutex_unlock(&index_mtx);
-		if (rv != 0) {
-			asprintf(cause, "index %s: %s", index_file,
-			    strerror(-rv));
+		if (index_check_tier(t, "fsid", (int64_t)sv.f_fsid, accept,
+		    cause) != 0 || index_check_tier(t, "fstype",
+		    dfs.tiers[t].magic, accept, cause) != 0)
 			return (-1);
-		}
-		if (known != 0 && known != now && !accept) {
-			asprintf(cause, "tier %s (%s) is not on the file system "
-			    "the index knows it on (fsid %llx, was %llx): is "
-			    "its file system mounted?  If the tier moved on "
-			    "purpose, start once with -o retier",
-			    dfs.tiers[t].name, dfs.tiers[t].path,
-			    (unsigned long long)now, (unsigned long long)known);
-			return (-1);
-		}
-		if (known != 0 && known != now)
-			log_warn("tier %s (%s): a new file system, as -o retier "
-			    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
 	}
 	return (0);
 }

@@ -166,8 +166,8 @@ tier_probe(int t, int inodes)
 
 	tr->caps = 0;
 	tier_mountinfo(t, &nsi);
-	unstable = nsi || (fstatfs(tr->fd, &sf) == 0 &&
-	    sf.f_type == TIER_FUSE_MAGIC);
+	tr->magic = fstatfs(tr->fd, &sf) == 0 ? (long)sf.f_type : 0;
+	unstable = nsi || tr->magic == TIER_FUSE_MAGIC;
 	if ((env = getenv("DFS_NO_PROBE")) != NULL && *env != '\0') {
 		/* Tests only: the tier as dfs took every tier before it probed. */
 		tr->caps = TIER_CAP_ALL;

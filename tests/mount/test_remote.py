@@ -13,6 +13,7 @@ error.
 import errno
 import json
 import os
+import subprocess
 
 from dfstest import (EXIT_TIMEOUT, TestFailure, check, eq, read_file,
                      renameat2, RENAME_EXCHANGE, RENAME_NOREPLACE, unmount,
@@ -83,9 +84,7 @@ class SshMount(MigMount):
         if not wait_for(indexed, timeout):
             self._fail("no complete scan within %.0f s" % timeout)
 
-    def restart_with_tier_remounted(self):
-        """dfs stopped, sshfs unmounted and mounted again, dfs started: the
-        tier comes back with its files numbered afresh."""
+    def stop_daemon(self):
         how = unmount(self.mnt)
         if how != "unmounted":
             self._fail("unmount: %s" % how)
@@ -95,6 +94,22 @@ class SshMount(MigMount):
         self._logf.close()
         self._logf = None
         self._was_mounted = False
+
+    def start_without_tier(self):
+        """dfs started while sshfs is not mounted: (status, output)."""
+        problems = self.ssh.umount()
+        if problems:
+            self._fail("; ".join(problems))
+        r = subprocess.run(self.argv(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        self.ssh.mount()
+        return r.returncode, r.stdout.decode(errors="replace")
+
+    def restart_with_tier_remounted(self):
+        """dfs stopped, sshfs unmounted and mounted again, dfs started: the
+        tier comes back with its files numbered afresh."""
+        self.stop_daemon()
         problems = self.ssh.umount()
         if problems:
             self._fail("; ".join(problems))
@@ -235,6 +250,13 @@ def test_remote_pin_and_inode_survive_renumbering():
               "a pinned file stays")
         pr.done()
 
+        # an outage: dfs must not take the empty mount point for the tier
+        m.stop_daemon()
+        rc, out = m.start_without_tier()
+        pr.check(rc != 0 and "is its file system mounted?" in out,
+                 "dfs started on the tier's bare mount point: status %d, "
+                 "%r" % (rc, out))
+        m._start()
         # a new sshfs numbers its files afresh (st_dev may come back)
         m.restart_with_tier_remounted()
         m.wait_indexed()
