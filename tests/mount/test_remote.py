@@ -270,11 +270,15 @@ def test_remote_pin_and_inode_survive_renumbering():
 
 
 def test_remote_hardlink_group_down_and_back():
+    # down by a policy, back up by promotion: read often through dfs
     def populate(m):
         mkfile(m.t(0, "g", "h1"), b"linked" * 1000)
         os.makedirs(m.t(0, "g", "sub"))
         os.link(m.t(0, "g", "h1"), m.t(0, "g", "sub", "h2"))
-    with SshMount(populate=populate) as m:
+    with SshMount(policy("down", frm="t0", to="t1", paths=["/g/*"]),
+                  migration={"promote_after_reads": "2",
+                             "promote_window": "1d"},
+                  populate=populate) as m:
         pr = Problems(m)
         ino = os.stat(m.p("g", "h1")).st_ino
 
@@ -288,15 +292,18 @@ def test_remote_hardlink_group_down_and_back():
             pr.eq(read_file(m.p("g/sub/h2")), b"linked" * 1000,
                   "content " + when)
 
-        r = last_run(m.move("g/h1"))
+        r = last_run(m.move())
         pr.eq((r["files"], r["errors"]), (1, 0), "run down")
         pr.eq((m.where("g/h1"), m.where("g/sub/h2")), ("remote", "remote"),
               "the group moved down")
         one_file("on the remote tier", m.remote)
         drop_caches()
         one_file("after drop_caches", m.remote)
-        r = last_run(m.move("g/h1"))
-        pr.eq((r["files"], r["errors"], r["skipped"]), (1, 0, {}), "run up")
+        read_file(m.p("g/h1"))
+        read_file(m.p("g/h1"))
+        r = last_run(m.move())
+        pr.eq((r["files"], r["errors"], r["skipped"]), (1, 0, {}),
+              "run promoting it")
         pr.eq((m.where("g/h1"), m.where("g/sub/h2")), ("t0", "t0"),
               "the group came back up")
         one_file("back on t0", lambda rel: m.t(0, rel))
