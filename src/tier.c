@@ -156,7 +156,7 @@ tier_probe(int t, int inodes)
 	static const char	 val[] = "1";
 	struct tier		*tr = &dfs.tiers[t];
 	struct statfs		 sf;
-	struct stat		 sa, sc;
+	struct stat		 sa, sc, root;
 	struct timespec		 ts[2] = { { 1, 123456789 }, { 1, 123456789 } };
 	char			 a[64], b[64], c[64], px[PATH_MAX];
 	const char		*env;
@@ -178,6 +178,9 @@ tier_probe(int t, int inodes)
 	snprintf(a, sizeof a, "%sprobe.%ld.a", DFS_TMP_PREFIX, (long)getpid());
 	snprintf(b, sizeof b, "%sprobe.%ld.b", DFS_TMP_PREFIX, (long)getpid());
 	snprintf(c, sizeof c, "%sprobe.%ld.c", DFS_TMP_PREFIX, (long)getpid());
+	/* The probe must not look like a change to the tree's root. */
+	if (fstat(tr->fd, &root) == -1)
+		root.st_mtim.tv_nsec = UTIME_OMIT;
 	unlinkat(tr->fd, a, 0);
 	unlinkat(tr->fd, b, 0);
 	unlinkat(tr->fd, c, 0);
@@ -217,6 +220,12 @@ out:
 	unlinkat(tr->fd, a, 0);
 	unlinkat(tr->fd, b, 0);
 	unlinkat(tr->fd, c, 0);
+	if (root.st_mtim.tv_nsec != UTIME_OMIT) {
+		ts[0] = root.st_atim;
+		ts[1] = root.st_mtim;
+		tier_procpath(tr->fd, px, sizeof px);
+		utimensat(AT_FDCWD, px, ts, 0);
+	}
 	tr->inodes_set = inodes != DFS_INODES_AUTO;
 	if (inodes == DFS_INODES_STABLE ||
 	    (inodes == DFS_INODES_AUTO && !unstable))

@@ -147,11 +147,19 @@ START_TEST(test_probe_local)
 	unsigned	 want = TIER_CAP_NOREPLACE | TIER_CAP_EXCHANGE |
 			    TIER_CAP_LINK | TIER_CAP_NLINK |
 			    TIER_CAP_STABLE_INO | TIER_CAP_NSEC;
+	struct stat	 before, after;
+	struct timespec	 old[2] = { { 1000000, 5 }, { 1000000, 7 } };
 
 	unsetenv("DFS_NO_PROBE");
 	ck_assert_int_eq(tier_add(NULL, path("b"), &cause), 0);
+	ck_assert_int_eq(utimensat(AT_FDCWD, path("b"), old, 0), 0);
+	ck_assert_int_eq(stat(path("b"), &before), 0);
 	tier_probe(0, DFS_INODES_AUTO);
 	ck_assert_uint_eq(dfs.tiers[0].caps & want, want);
+	/* The root's times are as they were. */
+	ck_assert_int_eq(stat(path("b"), &after), 0);
+	ck_assert_int_eq(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
 	ck_assert_int_eq(dfs.tiers[0].inodes_set, 0);
 	ck_assert_str_ne(dfs.tiers[0].fstype, "?");
 	/* Nothing of the probe is left, not even hidden. */
