@@ -14,7 +14,6 @@ half-way.  Only processes started here are ever signalled, by pid.
 import os
 import socket
 import subprocess
-import time
 
 from dfstest import TestFailure, is_mounted, kill_pid, wait_for
 

@@ -17,10 +17,10 @@ import subprocess
 
 from dfstest import (EXIT_TIMEOUT, TestFailure, check, eq, read_file,
                      renameat2, RENAME_EXCHANGE, RENAME_NOREPLACE, unmount,
-                     wait_for, write_file)
+                     wait_for)
 from sshtier import SshTier
-from test_migrate import (OLD, MigMount, Problems, backdate, dfsctl_bin,
-                          mkfile, policy, run, sha)
+from test_migrate import (MigMount, Problems, dfsctl_bin, mkfile, policy,
+                          run, sha)
 
 TMP_PREFIX = ".dfs-tmp."
 
