@@ -84,6 +84,9 @@ static const struct config_word config_words[] = {
 	{ "age_by", "access", DFS_AGE_ACCESS },
 	{ "hardlinks", "move", DFS_HARDLINKS_MOVE },
 	{ "hardlinks", "skip", DFS_HARDLINKS_SKIP },
+	{ "stable_inodes", "auto", DFS_INODES_AUTO },
+	{ "stable_inodes", "yes", DFS_INODES_STABLE },
+	{ "stable_inodes", "no", DFS_INODES_UNSTABLE },
 };
 
 static void	config_error(int, cfg_t *, const char *, ...)
@@ -122,6 +125,8 @@ static cfg_opt_t config_tier_opts[] = {
 	CFG_STR_CB("path", NULL, CFGF_NODEFAULT, config_parse_path),
 	CFG_INT_CB("high_watermark", 0, CFGF_NODEFAULT, config_parse_percent),
 	CFG_INT_CB("low_watermark", 0, CFGF_NODEFAULT, config_parse_percent),
+	CFG_INT_CB("stable_inodes", DFS_INODES_AUTO, CFGF_NONE,
+	    config_parse_word),
 	CFG_END()
 };
 
@@ -983,6 +988,7 @@ config_build_tiers(cfg_t *cfg, struct dfs_config *conf)
 		    (t->path = config_path_clean(cfg_getstr(sec, "path"))) ==
 		    NULL)
 			goto nomem;
+		t->stable_inodes = cfg_getint(sec, "stable_inodes");
 		if (cfg_size(sec, "high_watermark") != 0) {
 			t->high_watermark = cfg_getint(sec, "high_watermark");
 			if (cfg_size(sec, "low_watermark") != 0)
@@ -1426,6 +1432,9 @@ config_reloadable(const struct dfs_config *old, const struct dfs_config *new,
 		if (strcmp(old->tiers[t].name, new->tiers[t].name) != 0 ||
 		    strcmp(old->tiers[t].path, new->tiers[t].path) != 0)
 			what = "the tier list";
+		else if (old->tiers[t].stable_inodes !=
+		    new->tiers[t].stable_inodes)
+			what = "stable_inodes";
 	}
 	for (i = 0; what == NULL && i < old->nfuse_options; i++) {
 		if (strcmp(old->fuse_options[i], new->fuse_options[i]) != 0)

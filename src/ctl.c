@@ -404,6 +404,61 @@ ctl_tier_space(int t, struct ctl_space *sp)
 		    (sp->used + sp->avail);
 }
 
+/* What tier t's file system supports, as the probe at start found it. */
+static void
+ctl_tier_caps_json(struct ctl_buf *b, int t)
+{
+	const char	*name;
+	unsigned	 i;
+
+	ctl_buf_printf(b, ",\"fstype\":");
+	ctl_buf_json(b, dfs.tiers[t].fstype);
+	ctl_buf_printf(b, ",\"supports\":{");
+	for (i = 0; (name = tier_cap_name(1u << i)) != NULL; i++)
+		ctl_buf_printf(b, "%s\"%s\":%s", i == 0 ? "" : ",", name,
+		    tier_has(t, 1u << i) ? "true" : "false");
+	ctl_buf_printf(b, "},\"stable_inodes_from\":\"%s\"",
+	    dfs.tiers[t].inodes_set ? "config" : "probe");
+}
+
+/* The same, a line per tier under the usage table. */
+static void
+ctl_tier_caps_text(struct ctl_buf *b, int wname)
+{
+	static const struct {
+		const char	*head;
+		unsigned	 cap;
+	} col[] = {
+		{ "NOREPLACE", TIER_CAP_NOREPLACE },
+		{ "EXCHANGE", TIER_CAP_EXCHANGE },
+		{ "LINKS", TIER_CAP_LINK },
+		{ "NLINK", TIER_CAP_NLINK },
+		{ "XATTRS", TIER_CAP_XATTR },
+		{ "NS_TIMES", TIER_CAP_NSEC },
+	};
+	size_t	 i;
+	int	 t, wfs = 11;
+
+	for (t = 0; t < dfs.ntiers; t++)
+		if ((int)strlen(dfs.tiers[t].fstype) > wfs)
+			wfs = strlen(dfs.tiers[t].fstype);
+	ctl_buf_printf(b, "%-*s  %-*s", wname, "TIER", wfs, "FILE SYSTEM");
+	for (i = 0; i < sizeof col / sizeof col[0]; i++)
+		ctl_buf_printf(b, "  %s", col[i].head);
+	ctl_buf_printf(b, "  INODES\n");
+	for (t = 0; t < dfs.ntiers; t++) {
+		ctl_buf_text(b, dfs.tiers[t].name, wname);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, dfs.tiers[t].fstype, wfs);
+		for (i = 0; i < sizeof col / sizeof col[0]; i++)
+			ctl_buf_printf(b, "  %-*s", (int)strlen(col[i].head),
+			    tier_has(t, col[i].cap) ? "yes" : "no");
+		ctl_buf_printf(b, "  %s%s\n",
+		    tier_has(t, TIER_CAP_STABLE_INO) ? "stable" : "unstable",
+		    dfs.tiers[t].inodes_set ? " (config)" : "");
+	}
+}
+
 static int
 ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 {
@@ -472,6 +527,7 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 			else
 				ctl_buf_printf(b, ",\"high_watermark\":null,"
 				    "\"low_watermark\":null");
+			ctl_tier_caps_json(b, i);
 			ctl_buf_putc(b, '}');
 		}
 		ctl_buf_printf(b, "]}\n");
@@ -530,6 +586,8 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		else
 			ctl_buf_printf(b, "  -\n");
 	}
+	ctl_buf_putc(b, '\n');
+	ctl_tier_caps_text(b, wname);
 	ctl_buf_putc(b, '\n');
 	ctl_runs(b, &mig, 0);
 	return (DFS_STATUS_OK);

@@ -41,6 +41,12 @@
  *	for a path that is not in the index.  The status reply gained the
  *	last migration runs and the files and bytes of each tier (text),
  *	the key "migration" and the tier keys "files" and "bytes" (JSON).
+ *   version 1, after dfs 0.1.0 (tiers' capabilities; no new message)
+ *	The status reply gained a table of what each tier's file system
+ *	supports (text) and the tier keys "fstype", "supports" (an object
+ *	of booleans: "rename_noreplace", "rename_exchange", "hardlinks",
+ *	"nlink", "xattrs", "stable_inodes", "ns_times") and
+ *	"stable_inodes_from" ("probe" or "config") (JSON).
  *
  * An exchange: the client sends a header with type DFS_TYPE_REQUEST,
  * status 0 and `length` payload bytes; the server answers with a header of

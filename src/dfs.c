@@ -584,6 +584,10 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	/* Recovery, the scan and every move depend on what the tiers offer. */
+	for (i = 0; i < dfs.ntiers; i++)
+		tier_probe(i, dfs_conf != NULL && i < dfs_conf->ntiers ?
+		    dfs_conf->tiers[i].stable_inodes : DFS_INODES_AUTO);
 	if ((rv = node_init()) != 0)
 		dfs_fail(report, "node table: %s", strerror(-rv));
 	if (index_open(dfs.index_path, &cause) < 0)

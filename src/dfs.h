@@ -38,12 +38,36 @@ struct tier_stats {
 	atomic_uint_fast64_t	errors;		/* calls that failed, ENOENT probes excepted */
 };
 
+/*
+ * What a tier's file system offers, probed at start (tier_probe): a slow
+ * tier is often sshfs, s3fs, NFS or SMB, which lack some of it.
+ */
+#define TIER_CAP_NOREPLACE	0x01	/* renameat2 RENAME_NOREPLACE */
+#define TIER_CAP_EXCHANGE	0x02	/* renameat2 RENAME_EXCHANGE */
+#define TIER_CAP_LINK		0x04	/* link(2) */
+#define TIER_CAP_NLINK		0x08	/* st_nlink counts a file's names */
+#define TIER_CAP_XATTR		0x10	/* user.* extended attributes */
+#define TIER_CAP_STABLE_INO	0x20	/* a file keeps its inode number */
+#define TIER_CAP_NSEC		0x40	/* times kept to the nanosecond */
+#define TIER_CAP_ALL		0x7f
+
+/* stable_inodes in a tier's config: the probe decides, or the operator. */
+enum dfs_stable_inodes {
+	DFS_INODES_AUTO,
+	DFS_INODES_STABLE,
+	DFS_INODES_UNSTABLE
+};
+
 struct tier {
 	char			*name;
 	char			*path;		/* as given, for messages */
 	int			 fd;		/* O_PATH|O_DIRECTORY root handle */
 	dev_t			 dev;
 	ino_t			 ino;
+	unsigned		 caps;		/* TIER_CAP_* */
+	long			 magic;		/* statfs f_type */
+	int			 inodes_set;	/* stable_inodes from the config */
+	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;
 };
 
@@ -84,6 +108,7 @@ struct node {
 	fuse_ino_t	 id;
 	int		 is_dir;
 	int		 tier;		/* file: holding tier; dir: attribute tier */
+	mode_t		 fmt;		/* S_IFMT bits */
 	dev_t		 dev;		/* backing identity (files) */
 	ino_t		 ino;
 	uint64_t	 nlookup;	/* kernel references */
@@ -255,6 +280,12 @@ void	fatalx(const char *, ...)
 /* tier.c */
 int	tier_add(const char *, const char *, char **);
 int	tier_check_layout(const char *, char **);
+void	tier_probe(int, int);
+int	tier_has(int, unsigned);
+const char *tier_cap_name(unsigned);
+int	tier_same_file(int, const struct stat *, uint64_t, uint64_t);
+int	tier_same_mtime(int, const struct stat *, int64_t);
+int	tier_is_answer(int);
 void	tier_close_all(void);
 int	tier_fstatat(int, int, const char *, struct stat *);
 int	tier_openat(int, int, const char *, int, mode_t);
@@ -325,6 +356,7 @@ int	index_is_scanned(void);
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
 int	index_get(fuse_ino_t, struct irow *);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
+unsigned index_nlink(fuse_ino_t);
 int	index_add(fuse_ino_t, const char *, int, unsigned, int,
 	    const struct stat *, fuse_ino_t *);
 int	index_link(fuse_ino_t, const char *, fuse_ino_t, const struct stat *);
@@ -332,6 +364,7 @@ int	index_unlink(fuse_ino_t, const char *);
 int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
 int	index_add_tier(fuse_ino_t, int);
 int	index_set_stat(fuse_ino_t, const struct stat *);
+int	index_set_ident(fuse_ino_t, int, const struct stat *);
 int	index_list(fuse_ino_t, struct dirlist *);
 int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
 	    struct irow **, size_t *);
@@ -429,6 +462,7 @@ int	resolve_lookup(struct node *, const char *, struct fuse_entry_param *,
 int	resolve_list(struct node *, struct dirlist *);
 long	resolve_subdirs(struct node *);
 int	resolve_stat(struct node *, struct stat *);
+void	resolve_nlink(int, fuse_ino_t, struct stat *);
 int	resolve_dir_tiers(struct node *, const char *, int *);
 int	resolve_lookup_at(struct node *, const char *, int, int,
 	    struct fuse_entry_param *);
@@ -535,6 +569,7 @@ struct dfs_config_tier {
 	char		*path;		/* absolute, no trailing / */
 	int		 high_watermark;	/* percent used; 0: none */
 	int		 low_watermark;
+	int		 stable_inodes;	/* enum dfs_stable_inodes */
 };
 
 /* Ordered: the first policy that matches a file decides. */

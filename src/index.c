@@ -52,6 +52,8 @@ enum {
 	Q_COUNT_CHILD,
 	Q_SCAN_MARK,
 	Q_SCAN_MARKD,
+	Q_SET_IDENT,
+	Q_NLINK,
 	Q_LAST
 };
 
@@ -91,10 +93,13 @@ static const char *index_sql[Q_LAST] = {
 	    "AND ino = ?3 AND nlink > 1",
 	[Q_COUNT_CHILD] = "SELECT count(*) FROM dentry WHERE parent = ?1",
 	[Q_SCAN_MARK] = "UPDATE inode SET tier = ?2, tiers = ?3, gen = ?4, "
-	    "partial = 0 "
+	    "partial = 0, dev = ?5, ino = ?6 "
 	    "WHERE id = ?1",
 	[Q_SCAN_MARKD] = "UPDATE dentry SET gen = ?3 WHERE parent = ?1 AND "
 	    "name = ?2",
+	[Q_SET_IDENT] = "UPDATE inode SET dev = ?3, ino = ?4 WHERE id = ?1 AND "
+	    "tier = ?2",
+	[Q_NLINK] = "SELECT count(*) FROM dentry WHERE inode = ?1",
 };
 
 static const char index_schema[] =
@@ -331,20 +336,54 @@ index_open(const char *path, char **cause)
 	return (rv);
 }
 
+/* One recorded identity of tier t's file system: 0, or -1 and *cause. */
+static int
+index_check_tier(int t, const char *what, int64_t now, int accept,
+    char **cause)
+{
+	char	key[32];
+	int64_t	known;
+	int	rv = 0;
+
+	if (now == 0)
+		return (0);
+	snprintf(key, sizeof key, "tier%d.%s", t, what);
+	pthread_mutex_lock(&index_mtx);
+	known = index_meta_get(&index_main, key, 0);
+	if (known == 0 || (known != now && accept))
+		rv = index_meta_set(&index_main, key, now);
+	pthread_mutex_unlock(&index_mtx);
+	if (rv != 0) {
+		asprintf(cause, "index %s: %s", index_file, strerror(-rv));
+		return (-1);
+	}
+	if (known != 0 && known != now && !accept) {
+		asprintf(cause, "tier %s (%s) is not on the file system the "
+		    "index knows it on (%s %llx, was %llx): is its file system "
+		    "mounted?  If the tier moved on purpose, start once with "
+		    "-o retier", dfs.tiers[t].name, dfs.tiers[t].path, what,
+		    (unsigned long long)now, (unsigned long long)known);
+		return (-1);
+	}
+	if (known != 0 && known != now)
+		log_warn("tier %s (%s): a new file system, as -o retier "
+		    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
+	return (0);
+}
+
 /*
  * Each tier must be the file system the index knows it on (statfs's
  * f_fsid, recorded on first use): a tier whose disk did not mount shows
  * an empty directory of the file system below, and a scan would drop
  * every row of the tier while migration filled the wrong disk.  With
- * accept, a tier moved on purpose is recorded anew.  File systems that
- * report no fsid are not checked.
+ * accept, a tier moved on purpose is recorded anew.  The file system
+ * type is recorded too: it is all FUSE file systems (sshfs, s3fs) give,
+ * and still tells an sshfs that did not mount from the disk below it.
  */
 int
 index_check_tiers(int accept, char **cause)
 {
 	struct statvfs	sv;
-	char		key[32];
-	int64_t		known, now;
 	int		t, rv;
 
 	for (t = 0; t < dfs.ntiers; t++) {
@@ -353,32 +392,10 @@ index_check_tiers(int accept, char **cause)
 			    dfs.tiers[t].path, strerror(-rv));
 			return (-1);
 		}
-		if ((now = (int64_t)sv.f_fsid) == 0)
-			continue;
-		snprintf(key, sizeof key, "tier%d.fsid", t);
-		pthread_mutex_lock(&index_mtx);
-		known = index_meta_get(&index_main, key, 0);
-		rv = 0;
-		if (known == 0 || (known != now && accept))
-			rv = index_meta_set(&index_main, key, now);
-		pthread_mutex_unlock(&index_mtx);
-		if (rv != 0) {
-			asprintf(cause, "index %s: %s", index_file,
-			    strerror(-rv));
+		if (index_check_tier(t, "fsid", (int64_t)sv.f_fsid, accept,
+		    cause) != 0 || index_check_tier(t, "fstype",
+		    dfs.tiers[t].magic, accept, cause) != 0)
 			return (-1);
-		}
-		if (known != 0 && known != now && !accept) {
-			asprintf(cause, "tier %s (%s) is not on the file system "
-			    "the index knows it on (fsid %llx, was %llx): is "
-			    "its file system mounted?  If the tier moved on "
-			    "purpose, start once with -o retier",
-			    dfs.tiers[t].name, dfs.tiers[t].path,
-			    (unsigned long long)now, (unsigned long long)known);
-			return (-1);
-		}
-		if (known != 0 && known != now)
-			log_warn("tier %s (%s): a new file system, as -o retier "
-			    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
 	}
 	return (0);
 }
@@ -469,6 +486,26 @@ index_get(fuse_ino_t id, struct irow *r)
 	sqlite3_reset(q);
 	pthread_mutex_unlock(&index_mtx);
 	return (rv);
+}
+
+/*
+ * How many names inode id has in the index: its link count where the
+ * tier's st_nlink does not count them (sshfs says 1).  0 on error.
+ */
+unsigned
+index_nlink(fuse_ino_t id)
+{
+	sqlite3_stmt	*q;
+	unsigned	 n = 0;
+
+	pthread_mutex_lock(&index_mtx);
+	q = index_q(&index_main, Q_NLINK);
+	sqlite3_bind_int64(q, 1, id);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = (unsigned)sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (n);
 }
 
 /* One name of inode id: its parent and the name copied into buf. */
@@ -886,6 +923,37 @@ index_redo_set(int op, fuse_ino_t id, fuse_ino_t p1, const char *n1,
 	index_redo_pending = 1;
 }
 
+/* The backing identity of inode id on tier t, if it is still there. */
+static int
+index_ident(struct index_conn *c, fuse_ino_t id, int t, const struct stat *st)
+{
+	sqlite3_stmt	*q = index_q(c, Q_SET_IDENT);
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int(q, 2, t);
+	sqlite3_bind_int64(q, 3, (int64_t)st->st_dev);
+	sqlite3_bind_int64(q, 4, (int64_t)st->st_ino);
+	return (index_step_done(c, q, "set identity"));
+}
+
+/*
+ * A file on a tier that renumbers its files has a new number there (a
+ * hint for finding changes, not its identity).  A switch meanwhile to
+ * another tier wins.
+ */
+int
+index_set_ident(fuse_ino_t id, int t, const struct stat *st)
+{
+	int	rv;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((rv = index_begin(&index_main)) == 0)
+		rv = index_end(&index_main, index_ident(&index_main, id, t,
+		    st));
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
 /*
  * A name found on tier t (or just made there): give it an inode, or, for
  * another name of a known hard-linked file, the inode it shares.
@@ -912,14 +980,18 @@ index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		index_row(q, &r);
 		sqlite3_reset(q);
 		if (r.type == (st->st_mode & S_IFMT) && r.tier == t &&
-		    (S_ISDIR(st->st_mode) || (r.dev == (uint64_t)st->st_dev &&
-		    r.ino == (uint64_t)st->st_ino)))
+		    (S_ISDIR(st->st_mode) ||
+		    tier_same_file(t, st, r.dev, r.ino))) {
 			*id = r.id;
-		else if ((rv = index_remove_dentry(c, parent, name)) != 0)
+			if ((rv = index_ident(c, r.id, t, st)) != 0)
+				goto end;
+		} else if ((rv = index_remove_dentry(c, parent, name)) != 0)
 			goto end;
 	}
 	sqlite3_reset(q);
-	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+	/* Made-up inode numbers may be another file's: no link by them. */
+	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
+	    tier_has(t, TIER_CAP_STABLE_INO)) {
 		q = index_q(c, Q_FIND_LINK);
 		sqlite3_bind_int(q, 1, t);
 		sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
@@ -2023,9 +2095,10 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		}
 		sqlite3_reset(q);
 	}
+	/* A tier that renumbers its files: the name says which file it is. */
 	if (found && (unsigned)r.type == (st->st_mode & S_IFMT) &&
 	    (S_ISDIR(st->st_mode) || (r.tier == t &&
-	    r.dev == (uint64_t)st->st_dev && r.ino == (uint64_t)st->st_ino))) {
+	    tier_same_file(t, st, r.dev, r.ino)))) {
 		*id = r.id;
 		q = index_q(c, Q_SET_STAT);
 		sqlite3_bind_int64(q, 1, r.id);
@@ -2041,6 +2114,8 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		sqlite3_bind_int(q, 2, t);
 		sqlite3_bind_int(q, 3, tiers);
 		sqlite3_bind_int64(q, 4, gen);
+		sqlite3_bind_int64(q, 5, (int64_t)st->st_dev);
+		sqlite3_bind_int64(q, 6, (int64_t)st->st_ino);
 		if ((rv = index_step_done(c, q, "scan mark")) != 0)
 			return (rv);
 		q = index_q(c, Q_SCAN_MARKD);
@@ -2052,7 +2127,8 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		if (found && (rv = index_remove_dentry(c, parent, name)) != 0)
 			return (rv);
 		*id = 0;
-		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
+		    tier_has(t, TIER_CAP_STABLE_INO)) {
 			q = index_q(c, Q_FIND_LINK);
 			sqlite3_bind_int(q, 1, t);
 			sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);

@@ -153,8 +153,9 @@ static int
 mig_is_source(const struct jrow *j, int dirfd, struct stat *st)
 {
 	return (dirfd >= 0 && tier_fstatat(j->src, dirfd, j->name, st) == 0 &&
-	    S_ISREG(st->st_mode) && (uint64_t)st->st_ino == j->ino &&
-	    st->st_size == j->size && mig_ns(&st->st_mtim) == j->mtime);
+	    S_ISREG(st->st_mode) && tier_same_file(j->src, st, st->st_dev,
+	    j->ino) && st->st_size == j->size &&
+	    mig_ns(&st->st_mtim) == j->mtime);
 }
 
 /* Is the file at name in dirfd on tier t a copy of the row's source? */
@@ -163,9 +164,10 @@ mig_is_copy(const struct jrow *j, int dirfd)
 {
 	struct stat	st;
 
+	/* A tier keeping whole seconds (sshfs) has the copy's mtime cut. */
 	return (dirfd >= 0 && tier_fstatat(j->dst, dirfd, j->name, &st) == 0 &&
 	    S_ISREG(st.st_mode) && st.st_size == j->size &&
-	    mig_ns(&st.st_mtim) == j->mtime);
+	    tier_same_mtime(j->dst, &st, j->mtime));
 }
 
 static int
@@ -454,10 +456,11 @@ mig_verify(int a, int b, off_t size)
 	return (rv);
 }
 
+/* Is a, on tier t, still the file b was?  Numbers only where t keeps them. */
 static int
-mig_same(const struct stat *a, const struct stat *b)
+mig_same(int t, const struct stat *a, const struct stat *b)
 {
-	return (a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	return (tier_same_file(t, a, b->st_dev, b->st_ino) &&
 	    a->st_size == b->st_size &&
 	    mig_ns(&a->st_mtim) == mig_ns(&b->st_mtim) &&
 	    mig_ns(&a->st_ctim) == mig_ns(&b->st_ctim));
@@ -534,8 +537,9 @@ mig_remove_source(const struct mig_done *d)
 	struct stat	st;
 
 	if (tier_fstatat(d->src, d->sfd, d->name, &st) == 0 &&
-	    S_ISREG(st.st_mode) && st.st_ino == d->ino &&
-	    st.st_size == d->size && mig_ns(&st.st_mtim) == d->mtime)
+	    S_ISREG(st.st_mode) && tier_same_file(d->src, &st, st.st_dev,
+	    d->ino) && st.st_size == d->size &&
+	    mig_ns(&st.st_mtim) == d->mtime)
 		tier_unlinkat(d->src, d->sfd, d->name, 0);
 }
 
@@ -660,6 +664,7 @@ struct mig_pend {
 	unsigned	 wgen;		/* the node's, before the copy began */
 	char		 tmp[64];
 	uint64_t	 bytes;
+	int		 etier;		/* where a failure happened */
 	struct mig_name	*extra;		/* the other names of a link group */
 	size_t		 nextra;
 	char		 path[PATH_MAX];
@@ -705,10 +710,16 @@ mig_check(struct mig_pend *p)
 
 	p->in = p->out = -1;
 	p->bytes = 0;
+	p->etier = p->src;
 	snprintf(p->tmp, sizeof p->tmp, "%s%llu", DFS_TMP_PREFIX,
 	    (unsigned long long)p->n->id);
 	if ((p->sfd = node_dirfd(p->parent, p->src)) < 0)
 		return (p->sfd == -ENOENT ? MIG_SKIP_CHANGED : p->sfd);
+	for (i = 0; i < p->nextra; i++)
+		if ((p->extra[i].sfd = node_dirfd(p->extra[i].parent,
+		    p->src)) < 0)
+			return (p->extra[i].sfd);
+	p->etier = p->dst;
 	if ((p->dfd = ns_ensure_dir(p->parent, p->dst)) < 0)
 		return (p->dfd);
 	if (tier_fstatat(p->dst, p->dfd, p->name, &cst) == 0)
@@ -716,8 +727,6 @@ mig_check(struct mig_pend *p)
 	for (i = 0; i < p->nextra; i++) {
 		struct mig_name	*x = &p->extra[i];
 
-		if ((x->sfd = node_dirfd(x->parent, p->src)) < 0)
-			return (x->sfd);
 		if ((x->dfd = ns_ensure_dir(x->parent, p->dst)) < 0)
 			return (x->dfd);
 		if (tier_fstatat(p->dst, x->dfd, x->name, &cst) == 0)
@@ -757,11 +766,13 @@ mig_open(struct mig_pend *p)
 	 */
 	p->wgen = atomic_load(&p->n->wgen);
 	/* Renamed or removed since it was picked: a change, no error. */
+	p->etier = p->src;
 	if ((p->in = tier_openat(p->src, p->sfd, p->name, O_RDONLY |
 	    O_NOATIME, 0)) < 0)
 		return (p->in == -ENOENT ? MIG_SKIP_CHANGED : p->in);
-	if (fstat(p->in, &now) == -1 || !mig_same(&now, &p->st))
+	if (fstat(p->in, &now) == -1 || !mig_same(p->src, &now, &p->st))
 		return (MIG_SKIP_CHANGED);
+	p->etier = p->dst;
 	return (0);
 }
 
@@ -787,21 +798,22 @@ mig_copy(struct mig_pend *p, const struct mig_limits *lim)
 	mig_ioprio(0);
 	if (rv != 0) {
 		/* A client writing meanwhile is no error: try it next run. */
-		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
-			rv = MIG_SKIP_CHANGED;
-		return (rv);
+		if (fstat(p->in, &now) == 0 && !mig_same(p->src, &now, &p->st))
+			return (MIG_SKIP_CHANGED);
+		return (tier_error(dst, "copy to", p->tmp, -rv));
 	}
 	tier_count(src, &dfs.tiers[src].stats.bytes_read, p->bytes);
 	tier_count(dst, &dfs.tiers[dst].stats.bytes_written, p->bytes);
 	mig_crash("copy");
-	if (fchown(p->out, p->st.st_uid, p->st.st_gid) == -1 ||
-	    fchmod(p->out, p->st.st_mode & 07777) == -1)
-		return (-errno);
+	if (fchown(p->out, p->st.st_uid, p->st.st_gid) == -1)
+		return (tier_error(dst, "chown", p->tmp, errno));
+	if (fchmod(p->out, p->st.st_mode & 07777) == -1)
+		return (tier_error(dst, "chmod", p->tmp, errno));
 	tier_copy_xattrs(p->in, p->out, 0);
 	ts[0] = p->st.st_atim;
 	ts[1] = p->st.st_mtim;
 	if (futimens(p->out, ts) == -1)
-		return (-errno);
+		return (tier_error(dst, "utimens", p->tmp, errno));
 	return (0);
 }
 
@@ -820,10 +832,11 @@ mig_sync(struct mig_pend *p, const struct mig_limits *lim)
 		return (tier_error(p->dst, "fsync", p->tmp, errno));
 	if (lim->verify && (rv = mig_verify(p->in, p->out, p->st.st_size)) !=
 	    0) {
-		if (fstat(p->in, &now) == 0 && !mig_same(&now, &p->st))
+		if (fstat(p->in, &now) == 0 && !mig_same(p->src, &now, &p->st))
 			return (MIG_SKIP_CHANGED);
 		log_error("migrate %s: the copy on tier %s differs from the "
 		    "source", p->path, dfs.tiers[p->dst].name);
+		tier_count(p->dst, &dfs.tiers[p->dst].stats.errors, 1);
 		return (rv);
 	}
 	return (0);
@@ -842,14 +855,14 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 
 	*linked = 0;
 	if (tier_fstatat(p->src, p->sfd, p->name, &now) != 0 ||
-	    !mig_same(&now, &p->st))
+	    !mig_same(p->src, &now, &p->st))
 		return (MIG_SKIP_CHANGED);
 	if (p->n->writers > 0)
 		return (MIG_SKIP_WRITERS);
 	if (atomic_load(&p->n->wgen) != p->wgen)
 		return (MIG_SKIP_CHANGED);
 	if (fstat(p->out, cst) == -1)
-		return (-errno);
+		return (tier_error(dst, "stat", p->tmp, errno));
 	if ((rv = tier_renameat2(dst, p->dfd, p->tmp, p->dfd, p->name,
 	    RENAME_NOREPLACE)) != 0)
 		return (rv == -EEXIST ? MIG_SKIP_CONFLICT : rv);
@@ -919,9 +932,14 @@ mig_commit(struct mig_pend *p)
 	return (0);
 }
 
-/* Count a move's outcome in the current run. */
+/*
+ * Count a move's outcome in the current run.  A failure is also an error
+ * of tier etier, where it happened, in dfsctl stats: tier_error counts
+ * most, but not those it takes for answers to a client (EINVAL from a
+ * rename flag the tier lacks, EPERM, EEXIST), which no client asked for.
+ */
 static void
-mig_result(const char *path, int src, int to, off_t size, int rv)
+mig_result(const char *path, int src, int to, int etier, off_t size, int rv)
 {
 	pthread_mutex_lock(&mig_mtx);
 	if (rv == 0) {
@@ -933,6 +951,8 @@ mig_result(const char *path, int src, int to, off_t size, int rv)
 		mig_cur.skipped[rv]++;
 	else {
 		mig_cur.errors++;
+		if (etier >= 0 && tier_is_answer(-rv))
+			tier_count(etier, &dfs.tiers[etier].stats.errors, 1);
 		snprintf(mig_cur.last_error, sizeof mig_cur.last_error,
 		    "%s: %s", path, strerror(-rv));
 		log_error("migrate %s from tier %s to %s: %s", path,
@@ -1044,7 +1064,8 @@ mig_flush(void)
 results:
 	for (i = 0; i < mig_npend; i++) {
 		p = &mig_pend[i];
-		mig_result(p->path, p->src, p->dst, p->st.st_size, rv[i]);
+		mig_result(p->path, p->src, p->dst, p->etier, p->st.st_size,
+		    rv[i]);
 		node_put(p->parent);
 		node_put(p->n);
 	}
@@ -1060,7 +1081,7 @@ results:
 static int
 mig_move(struct node *n, struct node *parent, const char *name,
     const struct stat *st, int src, int dst, const struct mig_limits *lim,
-    struct mig_name *extra, size_t nextra)
+    struct mig_name *extra, size_t nextra, int *etier)
 {
 	struct mig_pend	p;
 	struct jrow	j;
@@ -1078,10 +1099,10 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	p.nextra = nextra;
 	snprintf(p.path, sizeof p.path, "%s", name);
 	if ((rv = mig_check(&p)) != 0)
-		return (rv);
+		goto out;
 	mig_jrow(&p, &j);
 	if ((rv = index_journal_add(&j)) != 0)
-		return (rv);
+		goto out;
 	/* One row per name, so recovery can finish or undo each. */
 	for (i = 0; i < nextra; i++) {
 		struct jrow	l = j;
@@ -1097,20 +1118,39 @@ mig_move(struct node *n, struct node *parent, const char *name,
 	    (rv = mig_sync(&p, lim)) != 0)
 		goto abort;
 	mig_crash("copied");
-	return (mig_commit(&p));
+	rv = mig_commit(&p);
+	goto out;
 abort:
 	mig_undo(&p, 0, 0);
+out:
+	*etier = p.etier;
 	return (rv);
 }
 
 /*
+ * How many names the file has: st_nlink, or where the tier does not keep
+ * it (sshfs says 1), the names the index gives the file.
+ */
+static nlink_t
+mig_nlink(int t, fuse_ino_t id, const struct stat *st)
+{
+	unsigned	n;
+
+	if (tier_has(t, TIER_CAP_NLINK))
+		return (st->st_nlink);
+	return ((n = index_nlink(id)) > st->st_nlink ? n : st->st_nlink);
+}
+
+/*
  * A hard-link group moves as one unit: every name the index knows, which
- * must be all of them (st_nlink), is held in the node table so that
- * operations on any name wait out the switch.
+ * must be all of them (st_nlink, where the tier keeps it), is held in the
+ * node table so that operations on any name wait out the switch.  A
+ * tier without hard links takes no group.
  */
 static int
 mig_move_group(struct node *n, struct node *parent, const char *name,
-    const struct stat *st, int src, int dst, const struct mig_limits *lim)
+    const struct stat *st, int src, int dst, const struct mig_limits *lim,
+    int *etier)
 {
 	struct mig_name	*extra = NULL;
 	struct probe	 p;
@@ -1120,10 +1160,14 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 	size_t		 count = 0, i, nextra = 0;
 	int		 rv;
 
+	if (!tier_has(dst, TIER_CAP_LINK))
+		return (MIG_SKIP_LINKS);
 	if ((rv = index_names(n->id, &parents, &names, &count)) != 0)
 		return (rv);
-	if (count != (size_t)st->st_nlink) {
-		rv = MIG_SKIP_LINKS;	/* a name the index does not know */
+	/* A name the index does not know: st_nlink counts more. */
+	if (count < (size_t)st->st_nlink || (tier_has(src, TIER_CAP_NLINK) &&
+	    count != (size_t)st->st_nlink)) {
+		rv = MIG_SKIP_LINKS;
 		goto out;
 	}
 	if ((extra = calloc(count, sizeof *extra)) == NULL) {
@@ -1147,7 +1191,8 @@ mig_move_group(struct node *n, struct node *parent, const char *name,
 		    names[i]);
 		nextra++;
 	}
-	rv = mig_move(n, parent, name, st, src, dst, lim, extra, nextra);
+	rv = mig_move(n, parent, name, st, src, dst, lim, extra, nextra,
+	    etier);
 out:
 	for (i = 0; i < nextra; i++) {
 		node_forget(n->id, 1);	/* the lookups node_enter counted */
@@ -1208,7 +1253,8 @@ mig_one(const struct irow *r, int force_to, int promote,
 	struct stat			 st;
 	char				 name[NAME_MAX + 1];
 	int64_t				 now = mig_now_ns();
-	int				 k, rv, to = -1, src = r->tier, fd;
+	nlink_t				 nl;
+	int				 k, rv, to = -1, src = r->tier, fd, et;
 
 	memset(&it, 0, sizeof it);
 	it.id = r->id;
@@ -1221,12 +1267,13 @@ mig_one(const struct irow *r, int force_to, int promote,
 	if (n->is_dir || node_name(n, &parent, name, sizeof name) != 0 ||
 	    n->tier != src || (fd = node_dirfd(parent, src)) < 0 ||
 	    tier_fstatat(src, fd, name, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_ino != r->ino) {
+	    !tier_same_file(src, &st, st.st_dev, r->ino)) {
 		it.skip = MIG_SKIP_CHANGED;
 		goto done;
 	}
 	it.size = st.st_size;
 	it.age = now / 1000000000 - st.st_mtim.tv_sec;
+	nl = mig_nlink(src, r->id, &st);
 	pthread_mutex_lock(&mig_conf_mtx);
 	k = policy_match(mig_conf, it.path, &st, r, src, now / 1000000000,
 	    it.why, sizeof it.why);
@@ -1248,7 +1295,7 @@ mig_one(const struct irow *r, int force_to, int promote,
 	else if (to >= 0 && r->moved_at > 0 && now - r->moved_at <
 	    (int64_t)mig_conf->migration.min_residency * 1000000000)
 		it.skip = MIG_SKIP_RESIDENCY;
-	else if (to >= 0 && st.st_nlink > 1 &&
+	else if (to >= 0 && nl > 1 &&
 	    mig_conf->migration.hardlinks == DFS_HARDLINKS_SKIP)
 		it.skip = MIG_SKIP_LINKS;
 	pthread_mutex_unlock(&mig_conf_mtx);
@@ -1263,19 +1310,21 @@ mig_one(const struct irow *r, int force_to, int promote,
 		plan->bytes += st.st_size;
 		goto out;
 	}
-	if (st.st_nlink > 1 || st.st_size >= MIG_SMALL) {
+	if (nl > 1 || st.st_size >= MIG_SMALL) {
 		/*
 		 * Groups and large files move on their own, after the batch
 		 * before them: a large file's copy outweighs what a batch
 		 * saves, and should not hold a batch's files back.
 		 */
 		mig_flush();
-		if (st.st_nlink > 1)
-			rv = mig_move_group(n, parent, name, &st, src, to, lim);
+		et = to;
+		if (nl > 1)
+			rv = mig_move_group(n, parent, name, &st, src, to, lim,
+			    &et);
 		else
 			rv = mig_move(n, parent, name, &st, src, to, lim, NULL,
-			    0);
-		mig_result(it.path, src, to, st.st_size, rv);
+			    0, &et);
+		mig_result(it.path, src, to, et, st.st_size, rv);
 	} else {
 		struct mig_pend	*pd = &mig_pend[mig_npend];
 
@@ -1793,7 +1842,8 @@ migrate_explain(const char *path, char *buf, size_t len)
 			    "to %s (%s)%s", path, dfs.tiers[r.tier].name,
 			    p->name, dfs.tiers[p->to].name, why,
 			    mig_pinned(r.id) ? ", but it is pinned" :
-			    st.st_nlink > 1 ? ", but it has hard links" : "");
+			    mig_nlink(r.tier, r.id, &st) > 1 ?
+			    ", but it has hard links" : "");
 	}
 	pthread_mutex_unlock(&mig_conf_mtx);
 	return (0);

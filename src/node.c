@@ -356,6 +356,12 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 	if ((a = node_alias_find_locked(parent, name)) != NULL) {
 		if (a->node->id == p->id) {
 			n = a->node;
+			/* A tier that renumbers its files gave a new number. */
+			if (!n->is_dir && n->tier == p->tier) {
+				n->fmt = p->st.st_mode & S_IFMT;
+				n->dev = p->st.st_dev;
+				n->ino = p->st.st_ino;
+			}
 			goto found;
 		}
 		node_alias_drop_locked(a);
@@ -372,6 +378,7 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 		}
 		if (!n->is_dir) {
 			n->tier = p->tier;
+			n->fmt = p->st.st_mode & S_IFMT;
 			n->dev = p->st.st_dev;
 			n->ino = p->st.st_ino;
 		}
@@ -381,6 +388,7 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 		goto found;
 	n->id = p->id;
 	n->tier = p->tier;
+	n->fmt = p->st.st_mode & S_IFMT;
 	n->dev = p->st.st_dev;
 	n->ino = p->st.st_ino;
 	n->partial = p->partial;

@@ -481,8 +481,10 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 			return (-ENOTDIR);
 		if (!S_ISDIR(s.st.st_mode) && S_ISDIR(d.st.st_mode))
 			return (-EISDIR);
-		if (s.tier == d.tier && s.st.st_dev == d.st.st_dev &&
-		    s.st.st_ino == d.st.st_ino)
+		/* Two names of one file: nothing to do. */
+		if (s.tier == d.tier && (s.id == d.id ||
+		    (tier_has(s.tier, TIER_CAP_STABLE_INO) &&
+		    s.st.st_dev == d.st.st_dev && s.st.st_ino == d.st.st_ino)))
 			return (0);
 	}
 	if (S_ISDIR(s.st.st_mode) &&
@@ -495,11 +497,21 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	dmask = dexists ? ns_tierset(&d, dfds) : 0;
 
 	if (flags & RENAME_EXCHANGE) {
-		/* Possible only when both occupy the same tiers. */
+		/*
+		 * Possible only when both occupy the same tiers, and those
+		 * exchange atomically: done in steps, a crash would leave a
+		 * name missing.
+		 */
 		if (smask != dmask) {
 			rv = -EINVAL;
 			goto out;
 		}
+		for (t = 0; t < dfs.ntiers; t++)
+			if ((smask & (1u << t)) &&
+			    !tier_has(t, TIER_CAP_EXCHANGE)) {
+				rv = -EINVAL;
+				goto out;
+			}
 		if ((rv = ns_rename_tiers(smask, p1, n1, p2, n2, flags)) == 0) {
 			ns_index(index_rename(p1->id, n1, p2->id, n2, 1),
 			    "rename", n1);

@@ -92,6 +92,8 @@ op_entry_fill(struct node *n, const struct stat *st,
 	e->generation = 1;
 	e->attr = *st;
 	e->attr.st_ino = n->id;
+	if (!n->is_dir)
+		resolve_nlink(n->tier, n->id, &e->attr);
 	e->attr_timeout = dfs.attr_timeout;
 	e->entry_timeout = dfs.entry_timeout;
 }

@@ -34,6 +34,8 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (h != NULL && !n->is_dir) {
 		rv = tier_fstatat(h->tier, h->fd, "", &st);
 		st.st_ino = n->id;
+		if (rv == 0)
+			resolve_nlink(h->tier, n->id, &st);
 	} else
 		rv = resolve_stat(n, &st);
 	node_put(n);

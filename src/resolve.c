@@ -23,14 +23,31 @@ resolve_name_ok(const char *name)
 	return (0);
 }
 
-/* Does what a tier holds match what the index says is there? */
+/*
+ * Does what a tier holds match what the index says is there?  Where the
+ * tier renumbers its files, the name and the type say it is the file.
+ */
 static int
 resolve_matches(const struct irow *r, const struct stat *st)
 {
 	if (r->type != (st->st_mode & S_IFMT))
 		return (0);
-	return (S_ISDIR(st->st_mode) || (r->dev == (uint64_t)st->st_dev &&
-	    r->ino == (uint64_t)st->st_ino));
+	return (S_ISDIR(st->st_mode) ||
+	    tier_same_file(r->tier, st, r->dev, r->ino));
+}
+
+/* A matched file the tier has renumbered: the index learns the number. */
+static void
+resolve_renumbered(const struct irow *r, const struct stat *st)
+{
+	if (S_ISDIR(st->st_mode) || (r->dev == (uint64_t)st->st_dev &&
+	    r->ino == (uint64_t)st->st_ino))
+		return;
+	log_debug("%s: inode %llu is %llu on tier %s now, was %llu",
+	    __func__, (unsigned long long)r->id,
+	    (unsigned long long)st->st_ino, dfs.tiers[r->tier].name,
+	    (unsigned long long)r->ino);
+	index_set_ident(r->id, r->tier, st);
 }
 
 /*
@@ -109,7 +126,8 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && (n->is_dir ? S_ISDIR(p->st.st_mode) :
-		    (n->dev == p->st.st_dev && n->ino == p->st.st_ino))) {
+		    (n->fmt == (p->st.st_mode & S_IFMT) &&
+		    tier_same_file(t, &p->st, n->dev, n->ino)))) {
 			p->tier = t;
 			p->id = n->id;
 			p->tiers = 0;
@@ -127,6 +145,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && resolve_matches(&r, &p->st)) {
+			resolve_renumbered(&r, &p->st);
 			p->tier = t;
 			p->id = r.id;
 			p->tiers = r.tiers;
@@ -181,13 +200,30 @@ resolve_subdirs(struct node *dir)
 	return (n);
 }
 
+/*
+ * A file's link count where its tier does not keep one (sshfs says 1
+ * for every file): the names the index gives it, so that tar and rsync
+ * -H still see a hard-link group.
+ */
+void
+resolve_nlink(int t, fuse_ino_t id, struct stat *st)
+{
+	unsigned	n;
+
+	if (S_ISDIR(st->st_mode) || st->st_nlink == 0 ||
+	    tier_has(t, TIER_CAP_NLINK))
+		return;
+	if ((n = index_nlink(id)) > st->st_nlink)
+		st->st_nlink = n;
+}
+
 /* The attributes a client sees for node n. */
 int
 resolve_stat(struct node *n, struct stat *st)
 {
 	struct node	*parent;
 	char		 name[NAME_MAX + 1];
-	int		 fd, rv;
+	int		 fd, rv, t;
 	long		 sub;
 
 	if (n->is_dir) {
@@ -199,8 +235,6 @@ resolve_stat(struct node *n, struct stat *st)
 			st->st_nlink = 2 + sub;
 	} else if ((rv = node_name(n, &parent, name, sizeof name)) != 0) {
 		/* Unlinked but open: its handles still reach it. */
-		int	t;
-
 		if ((fd = node_open_fd(n, &t)) < 0)
 			return (rv);
 		rv = tier_fstatat(t, fd, "", st);
@@ -209,12 +243,14 @@ resolve_stat(struct node *n, struct stat *st)
 			return (rv);
 	} else {
 		node_busy_enter(n);
-		fd = node_dirfd(parent, n->tier);
-		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, st);
+		t = n->tier;
+		fd = node_dirfd(parent, t);
+		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, st);
 		node_busy_leave(n);
 		node_put(parent);
 		if (rv != 0)
 			return (rv);
+		resolve_nlink(t, n->id, st);
 	}
 	st->st_ino = n->id;
 	return (0);
@@ -359,6 +395,7 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 	p.partial = !made;
 	rv = index_lookup(parent->id, name, &r);
 	if (rv == 0 && r.tier == t && resolve_matches(&r, &p.st)) {
+		resolve_renumbered(&r, &p.st);
 		p.id = r.id;
 		p.tiers = r.tiers;
 		p.partial = r.partial;

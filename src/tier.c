@@ -5,7 +5,9 @@
  */
 #include "config.h"
 
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 #include <dirent.h>
@@ -81,6 +83,182 @@ fail:
 	free(real);
 	close(fd);
 	return (-1);
+}
+
+#define TIER_FUSE_MAGIC	0x65735546	/* statfs f_type of any FUSE mount */
+
+static const char *const tier_caps[] = {
+	"rename_noreplace", "rename_exchange", "hardlinks", "nlink",
+	"xattrs", "stable_inodes", "ns_times"
+};
+
+/* The name of one TIER_CAP_* bit, for logs and dfsctl; NULL past the last. */
+const char *
+tier_cap_name(unsigned cap)
+{
+	unsigned	i;
+
+	for (i = 0; i < sizeof tier_caps / sizeof tier_caps[0]; i++)
+		if (cap == 1u << i)
+			return (tier_caps[i]);
+	return (NULL);
+}
+
+int
+tier_has(int t, unsigned cap)
+{
+	return ((dfs.tiers[t].caps & cap) == cap);
+}
+
+/*
+ * The file system type of tier t as mountinfo gives it ("fuse.sshfs"),
+ * found by the root's device; *noserverino says whether an SMB mount
+ * makes up its inode numbers.
+ */
+static void
+tier_mountinfo(int t, int *noserverino)
+{
+	struct tier	*tr = &dfs.tiers[t];
+	FILE		*f;
+	char		 line[PATH_MAX * 2 + 512], type[32], *p;
+	unsigned	 maj, min;
+
+	*noserverino = 0;
+	snprintf(tr->fstype, sizeof tr->fstype, "?");
+	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (sscanf(line, "%*d %*d %u:%u", &maj, &min) != 2 ||
+		    makedev(maj, min) != tr->dev ||
+		    (p = strstr(line, " - ")) == NULL ||
+		    sscanf(p + 3, "%31s", type) != 1)
+			continue;
+		/* The last mount of the device is the one on top. */
+		snprintf(tr->fstype, sizeof tr->fstype, "%s", type);
+		*noserverino = strstr(p, "noserverino") != NULL;
+	}
+	fclose(f);
+}
+
+/*
+ * Find out what tier t's file system supports, on private names under
+ * its root (hidden from clients, removed after): rename flags, hard
+ * links and whether st_nlink counts them, user xattrs, nanosecond times.
+ * Inode numbers cannot be tested in a moment: FUSE file systems (sshfs,
+ * s3fs, rclone) make them up and renumber a file once the kernel forgets
+ * it, as SMB does with noserverino; inodes (enum dfs_stable_inodes)
+ * overrides the guess.  A tier dfs cannot write to is taken to have none
+ * of what was to be tried.
+ */
+void
+tier_probe(int t, int inodes)
+{
+	static const char	 val[] = "1";
+	struct tier		*tr = &dfs.tiers[t];
+	struct statfs		 sf;
+	struct stat		 sa, sc, root;
+	struct timespec		 ts[2] = { { 1, 123456789 }, { 1, 123456789 } };
+	char			 a[64], b[64], c[64], px[PATH_MAX];
+	const char		*env;
+	size_t			 len;
+	unsigned		 i;
+	int			 fd, nsi, unstable;
+
+	tr->caps = 0;
+	tier_mountinfo(t, &nsi);
+	tr->magic = fstatfs(tr->fd, &sf) == 0 ? (long)sf.f_type : 0;
+	unstable = nsi || tr->magic == TIER_FUSE_MAGIC;
+	if ((env = getenv("DFS_NO_PROBE")) != NULL && *env != '\0') {
+		/* Tests only: the tier as dfs took every tier before it probed. */
+		tr->caps = TIER_CAP_ALL;
+		log_info("tier %s (%s, %s): not probed (DFS_NO_PROBE)",
+		    tr->name, tr->path, tr->fstype);
+		return;
+	}
+	snprintf(a, sizeof a, "%sprobe.%ld.a", DFS_TMP_PREFIX, (long)getpid());
+	snprintf(b, sizeof b, "%sprobe.%ld.b", DFS_TMP_PREFIX, (long)getpid());
+	snprintf(c, sizeof c, "%sprobe.%ld.c", DFS_TMP_PREFIX, (long)getpid());
+	/* The probe must not look like a change to the tree's root. */
+	if (fstat(tr->fd, &root) == -1)
+		root.st_mtim.tv_nsec = UTIME_OMIT;
+	unlinkat(tr->fd, a, 0);
+	unlinkat(tr->fd, b, 0);
+	unlinkat(tr->fd, c, 0);
+	if ((fd = openat(tr->fd, a, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1 || close(fd) == -1 ||
+	    (fd = openat(tr->fd, b, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1 || close(fd) == -1) {
+		log_warn("tier %s (%s): cannot try what it supports: %s; "
+		    "assuming no rename flags, hard links nor xattrs",
+		    tr->name, tr->path, strerror(errno));
+		goto out;
+	}
+	/*
+	 * Onto a free name: the kernel answers EEXIST for a name in the way
+	 * itself, before the file system sees the flag.
+	 */
+	if (renameat2(tr->fd, a, tr->fd, c, RENAME_NOREPLACE) == 0 &&
+	    renameat2(tr->fd, c, tr->fd, a, RENAME_NOREPLACE) == 0)
+		tr->caps |= TIER_CAP_NOREPLACE;
+	if (renameat2(tr->fd, a, tr->fd, b, RENAME_EXCHANGE) == 0)
+		tr->caps |= TIER_CAP_EXCHANGE;
+	if (linkat(tr->fd, a, tr->fd, c, 0) == 0) {
+		tr->caps |= TIER_CAP_LINK;
+		if (fstatat(tr->fd, a, &sa, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    fstatat(tr->fd, c, &sc, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    sa.st_nlink == 2 && sc.st_nlink == 2)
+			tr->caps |= TIER_CAP_NLINK;
+	}
+	snprintf(px, sizeof px, "/proc/self/fd/%d/%s", tr->fd, a);
+	if (lsetxattr(px, "user.dfs-probe", val, 1, 0) == 0)
+		tr->caps |= TIER_CAP_XATTR;
+	if (utimensat(tr->fd, a, ts, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(tr->fd, a, &sa, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    sa.st_mtim.tv_nsec == ts[1].tv_nsec)
+		tr->caps |= TIER_CAP_NSEC;
+out:
+	unlinkat(tr->fd, a, 0);
+	unlinkat(tr->fd, b, 0);
+	unlinkat(tr->fd, c, 0);
+	if (root.st_mtim.tv_nsec != UTIME_OMIT) {
+		ts[0] = root.st_atim;
+		ts[1] = root.st_mtim;
+		tier_procpath(tr->fd, px, sizeof px);
+		utimensat(AT_FDCWD, px, ts, 0);
+	}
+	tr->inodes_set = inodes != DFS_INODES_AUTO;
+	if (inodes == DFS_INODES_STABLE ||
+	    (inodes == DFS_INODES_AUTO && !unstable))
+		tr->caps |= TIER_CAP_STABLE_INO;
+	for (i = 0, len = 0; tier_cap_name(1u << i) != NULL; i++)
+		if (!(tr->caps & (1u << i)) && len < sizeof px)
+			len += snprintf(px + len, sizeof px - len, "%s%s",
+			    len == 0 ? "" : ", ", tier_cap_name(1u << i));
+	log_info("tier %s (%s, %s): lacks %s%s", tr->name, tr->path,
+	    tr->fstype, len == 0 ? "nothing" : px, tr->inodes_set ?
+	    " (stable_inodes set in the config)" : "");
+}
+
+/*
+ * Is st, found at a file's name on tier t, the file recorded with this
+ * backing identity?  On a tier that renumbers its files, the identity
+ * is only a hint: the name says which file it is.
+ */
+int
+tier_same_file(int t, const struct stat *st, uint64_t dev, uint64_t ino)
+{
+	return (!tier_has(t, TIER_CAP_STABLE_INO) ||
+	    ((uint64_t)st->st_dev == dev && (uint64_t)st->st_ino == ino));
+}
+
+/* Does st's mtime on tier t show the time ns, as precisely as t keeps it? */
+int
+tier_same_mtime(int t, const struct stat *st, int64_t ns)
+{
+	if (tier_has(t, TIER_CAP_NSEC))
+		return ((int64_t)st->st_mtim.tv_sec * 1000000000 +
+		    st->st_mtim.tv_nsec == ns);
+	return ((int64_t)st->st_mtim.tv_sec == ns / 1000000000);
 }
 
 /* Is b equal to a or beneath it? */
@@ -163,16 +341,14 @@ tier_count(int t, atomic_uint_fast64_t *c, uint64_t n)
 }
 
 /*
- * Account a failed call and log it with its context.  Answers a client
- * gets in normal use (no such file, exists, not empty, permission) are
- * logged at debug level only and are not the tier's errors.  Returns -err.
+ * Is err an answer a client gets in normal use (no such file, exists, not
+ * empty, permission), rather than a failure of the tier?
  */
 int
-tier_error(int t, const char *op, const char *name, int err)
+tier_is_answer(int err)
 {
 	switch (err) {
 	case ENOENT:
-		return (-err);
 	case EEXIST:
 	case ENOTEMPTY:
 	case EACCES:
@@ -186,16 +362,32 @@ tier_error(int t, const char *op, const char *name, int err)
 	case EINVAL:
 	case ELOOP:
 	case EXDEV:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
+/*
+ * Account a failed call and log it with its context.  Answers a client
+ * gets in normal use are logged at debug level only and are not the
+ * tier's errors.  Returns -err.
+ */
+int
+tier_error(int t, const char *op, const char *name, int err)
+{
+	if (err == ENOENT)
+		return (-err);
+	if (tier_is_answer(err)) {
 		log_debug("tier %s: %s %s: %s", dfs.tiers[t].name, op,
 		    name != NULL ? name : "", strerror(err));
 		return (-err);
-	default:
-		/* Only these count as the tier's errors in dfsctl stats. */
-		log_warn("tier %s: %s %s: %s", dfs.tiers[t].name, op,
-		    name != NULL ? name : "", strerror(err));
-		tier_count(t, &dfs.tiers[t].stats.errors, 1);
-		return (-err);
 	}
+	/* Only these count as the tier's errors in dfsctl stats. */
+	log_warn("tier %s: %s %s: %s", dfs.tiers[t].name, op,
+	    name != NULL ? name : "", strerror(err));
+	tier_count(t, &dfs.tiers[t].stats.errors, 1);
+	return (-err);
 }
 
 /* A syscall's result as 0 (or the value) or -errno, errors accounted. */
@@ -266,11 +458,33 @@ tier_unlinkat(int t, int dirfd, const char *name, int flags)
 	    (flags & AT_REMOVEDIR) ? "rmdir" : "unlink", name));
 }
 
+/*
+ * renameat2 with the flags the tier takes.  Without RENAME_NOREPLACE (the
+ * NFS client, sshfs, s3fs and any FUSE file system without rename2 answer
+ * EINVAL), the target is checked to be free and a plain rename follows:
+ * dfs owns the names on its tiers, and every caller holds off clients
+ * from the target name (the kernel's lock on a client's rename, or the
+ * hold a migration has on the file whose name it is).  Link and unlink
+ * would be atomic but leave a moment with two names, and an open source
+ * behind as .nfsXXXX or .fuse_hidden for clients to see.  No
+ * RENAME_EXCHANGE: EINVAL, as the file system would answer.
+ */
 int
 tier_renameat2(int t, int olddirfd, const char *oldname, int newdirfd,
     const char *newname, unsigned flags)
 {
+	struct stat	st;
+
 	tier_count(t, &dfs.tiers[t].stats.rename, 1);
+	if ((flags & RENAME_EXCHANGE) && !tier_has(t, TIER_CAP_EXCHANGE))
+		return (tier_error(t, "rename (exchange)", oldname, EINVAL));
+	if ((flags & RENAME_NOREPLACE) && !tier_has(t, TIER_CAP_NOREPLACE)) {
+		if (fstatat(newdirfd, newname, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return (tier_error(t, "rename", newname, EEXIST));
+		if (errno != ENOENT)
+			return (tier_error(t, "rename", newname, errno));
+		flags &= ~RENAME_NOREPLACE;
+	}
 	return (TIER_RET(t, renameat2(olddirfd, oldname, newdirfd, newname,
 	    flags), "rename", oldname));
 }

@@ -72,6 +72,7 @@ START_TEST(test_minimal)
 	ck_assert_str_eq(conf->tiers[0].path, "/srv/fast");
 	ck_assert_int_eq(conf->tiers[0].high_watermark, 0);
 	ck_assert_int_eq(conf->tiers[0].low_watermark, 0);
+	ck_assert_int_eq(conf->tiers[0].stable_inodes, DFS_INODES_AUTO);
 	ck_assert_str_eq(conf->tiers[1].name, "slow");
 	ck_assert_str_eq(conf->tiers[1].path, "/srv/slow");
 #ifdef DFS_STATEDIR
@@ -155,8 +156,10 @@ START_TEST(test_full)
 	ck_assert_str_eq(conf->tiers[1].name, "ssd");
 	ck_assert_int_eq(conf->tiers[1].high_watermark, 95);
 	ck_assert_int_eq(conf->tiers[1].low_watermark, 85);
+	ck_assert_int_eq(conf->tiers[1].stable_inodes, DFS_INODES_STABLE);
 	ck_assert_str_eq(conf->tiers[2].name, "disk");
 	ck_assert_int_eq(conf->tiers[2].high_watermark, 0);
+	ck_assert_int_eq(conf->tiers[2].stable_inodes, DFS_INODES_UNSTABLE);
 
 	ck_assert_uint_eq(conf->npolicies, 3);
 	p = &conf->policies[0];
@@ -230,7 +233,9 @@ static const struct bad {
 } bad[] = {
 	{ "bad-unknown-key.conf", ":10: ", "tier \"archive\": unknown "
 	    "directive \"hgh_watermark\"; allowed here: path, high_watermark, "
-	    "low_watermark" },
+	    "low_watermark, stable_inodes" },
+	{ "bad-stable-inodes.conf", ":7: ", "tier \"slow\": stable_inodes "
+	    "\"maybe\": must be one of: auto, yes, no" },
 	{ "bad-misplaced-key.conf", ":9: ", "unknown directive \"interval\" "
 	    "(\"interval\" belongs in a migration section)" },
 	{ "bad-watermark.conf", ":7: ", "tier \"archive\": high_watermark "
@@ -387,6 +392,12 @@ START_TEST(test_reloadable)
 	b = load_ok(CONF("good-moved-tier.conf"));
 	ck_assert_int_eq(config_reloadable(a, b, &cause), -1);
 	ck_assert_ptr_nonnull(strstr(cause, "the tier list changed"));
+	free(cause);
+	config_free(b);
+
+	b = load_ok(CONF("good-inodes.conf"));
+	ck_assert_int_eq(config_reloadable(a, b, &cause), -1);
+	ck_assert_ptr_nonnull(strstr(cause, "stable_inodes changed"));
 	free(cause);
 	config_free(b);
 

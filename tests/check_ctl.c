@@ -721,11 +721,19 @@ START_TEST(test_migrate_commands)
 	/* status has the runs and the files of each tier, if it can. */
 	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, 0, &text), DFS_STATUS_OK);
 	ck_assert_ptr_nonnull(strstr(text, "\nmigration    idle"));
+	ck_assert_ptr_nonnull(strstr(text, "  FILE SYSTEM  NOREPLACE  "
+	    "EXCHANGE  LINKS  NLINK  XATTRS  NS_TIMES  INODES\n"));
 	free(text);
 	ck_assert_uint_eq(xrequest(DFS_CMD_STATUS, DFS_FLAG_JSON, &text),
 	    DFS_STATUS_OK);
 	ck_assert_ptr_nonnull(strstr(text, "\"files\":null,\"bytes\":null,"
-	    "\"high_watermark\":null,\"low_watermark\":null}"));
+	    "\"high_watermark\":null,\"low_watermark\":null,\"fstype\":"));
+	/* What the tier supports: the probe never ran here. */
+	ck_assert_ptr_nonnull(strstr(text, ",\"supports\":{"
+	    "\"rename_noreplace\":false,\"rename_exchange\":false,"
+	    "\"hardlinks\":false,\"nlink\":false,\"xattrs\":false,"
+	    "\"stable_inodes\":false,\"ns_times\":false},"
+	    "\"stable_inodes_from\":\"probe\"}"));
 	ck_assert_ptr_nonnull(strstr(text, ",\"migration\":{\"running\":"
 	    "false,\"current\":null,\"runs\":[]},\"tiers\":["));
 	free(text);

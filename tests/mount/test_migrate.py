@@ -137,6 +137,7 @@ class MigMount(Mount):
         self.user_populate = populate
         self.tmpfs = dict(tmpfs or {})
         self.tmpfs_done = []
+        self.teardown = []      # after dfs stops: callables -> problems
         Mount.__init__(self, ntiers=ntiers, populate=self._populate,
                        index=False)
         if tick:
@@ -268,37 +269,49 @@ class MigMount(Mount):
         self.env.pop("DFS_CRASH_AT", None)
         self._start()
 
+    def _stop_daemon(self):
+        """Unmount dfs and reap it, before what lies under its tiers goes.
+        Returns a list of problems; whether it died is asked before the
+        unmount ends it."""
+        problems = []
+        died = self.proc.poll() if self.proc is not None else None
+        try:
+            how = unmount(self.mnt)
+            if how.startswith("lazily"):
+                problems.append("needed a lazy unmount: " + how)
+        except Exception as e:
+            problems.append(str(e))
+        if self.proc is not None and self._was_mounted:
+            try:
+                rc = self.proc.wait(timeout=EXIT_TIMEOUT)
+                if died is not None and self.aborted is None:
+                    problems.append("dfs died during the test with "
+                                    "status %s" % died)
+                elif rc != 0 and self.aborted is None:
+                    problems.append("dfs exited with status %s after "
+                                    "unmount" % rc)
+            except subprocess.TimeoutExpired:
+                problems.append("dfs did not exit after unmount; killed")
+                kill_pid(self.proc.pid)
+                self.proc.wait()
+            self.proc = None
+        elif self.proc is not None and self.proc.poll() is None:
+            kill_pid(self.proc.pid)     # never came up: it still holds them
+            self.proc.wait()
+        return problems
+
     def _cleanup(self, failing):
         problems = []
-        if self.tmpfs_done:
-            # dfs first (it holds the tmpfs), then the tmpfs, then the rest;
-            # whether it died is asked before the unmount ends it
-            died = self.proc.poll() if self.proc is not None else None
-            try:
-                how = unmount(self.mnt)
-                if how.startswith("lazily"):
-                    problems.append("needed a lazy unmount: " + how)
-            except Exception as e:
-                problems.append(str(e))
-            if self.proc is not None and self._was_mounted:
-                try:
-                    rc = self.proc.wait(timeout=EXIT_TIMEOUT)
-                    if died is not None and self.aborted is None:
-                        problems.append("dfs died during the test with "
-                                        "status %s" % died)
-                    elif rc != 0 and self.aborted is None:
-                        problems.append("dfs exited with status %s after "
-                                        "unmount" % rc)
-                except subprocess.TimeoutExpired:
-                    problems.append("dfs did not exit after unmount; killed")
-                    kill_pid(self.proc.pid)
-                    self.proc.wait()
-                self.proc = None
+        if self.tmpfs_done or self.teardown:
+            # dfs first (it holds the tiers), then what is under them
+            problems += self._stop_daemon()
             for d in self.tmpfs_done:
                 p = tmpfs_umount(d)
                 if p:
                     problems.append(p)
             self.tmpfs_done = []
+            while self.teardown:
+                problems += self.teardown.pop()()
         return problems + Mount._cleanup(self, failing)
 
 
