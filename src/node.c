@@ -341,6 +341,21 @@ node_name(struct node *n, struct node **parent, char *buf, size_t len)
 }
 
 /*
+ * The index says directory n is on these tiers: one recorded absent has
+ * gained it (behind dfs's back, found by a scan) and is opened on next
+ * use.  Absence is not learnt here: a handle may be opening meanwhile.
+ */
+static void
+node_learn_tiers_locked(struct node *n, unsigned tiers)
+{
+	int	t;
+
+	for (t = 0; t < dfs.ntiers; t++)
+		if ((tiers & (1u << t)) && n->fds[t] == DIRFD_ABSENT)
+			n->fds[t] = DIRFD_UNKNOWN;
+}
+
+/*
  * Find or make the node for name in parent, as the probe found it (its
  * id comes from the index), and count one kernel lookup on it.  A cached
  * name that now leads elsewhere is dropped from the old node.
@@ -407,8 +422,11 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 	}
 	node_total++;
 found:
-	if (n != NULL)
+	if (n != NULL) {
+		if (n->is_dir)
+			node_learn_tiers_locked(n, p->tiers);
 		n->nlookup++;
+	}
 	pthread_mutex_unlock(&node_mtx);
 	return (n);
 }
@@ -575,25 +593,64 @@ node_open_fd(struct node *n, int *tierp)
 	return (fd);
 }
 
+struct node_dirs {
+	struct node	**v;
+	size_t		  n, cap;
+};
+static struct node_dirs	node_scanned_dirs;
+
 static void
 node_scanned_visit(const void *nodep, VISIT which, int depth)
 {
-	struct node	*n = *(struct node *const *)nodep;
-	struct irow	 r;
+	struct node_dirs	*d = &node_scanned_dirs;
+	struct node		*n = *(struct node *const *)nodep, **v;
 
 	(void)depth;
-	if ((which == postorder || which == leaf) && n->is_dir &&
-	    n->partial && index_get(n->id, &r) == 0)
-		n->partial = r.partial;
+	if ((which != postorder && which != leaf) || !n->is_dir ||
+	    n == node_rootp)
+		return;
+	if (d->n == d->cap) {
+		d->cap = d->cap == 0 ? 64 : d->cap * 2;
+		if ((v = realloc(d->v, d->cap * sizeof *v)) == NULL) {
+			d->cap = d->n;
+			return;
+		}
+		d->v = v;
+	}
+	n->refs++;
+	d->v[d->n++] = n;
 }
 
-/* A scan has completed: directories it read are whole in the index now. */
+/*
+ * A scan has completed: the directories it read are whole in the index
+ * now, and on the tiers it found them on, also those the node table
+ * already holds (a tier may have gained one behind dfs's back).  The
+ * index is read without the table's lock, so lookups go on meanwhile.
+ */
 void
 node_scanned(void)
 {
+	struct node_dirs	*d = &node_scanned_dirs;
+	struct irow		 r;
+	size_t			 i;
+
 	pthread_mutex_lock(&node_mtx);
+	d->n = 0;
 	twalk(node_ids, node_scanned_visit);
 	pthread_mutex_unlock(&node_mtx);
+	for (i = 0; i < d->n; i++) {
+		if (index_get(d->v[i]->id, &r) == 0) {
+			pthread_mutex_lock(&node_mtx);
+			if (d->v[i]->partial)
+				d->v[i]->partial = r.partial;
+			node_learn_tiers_locked(d->v[i], r.tiers);
+			pthread_mutex_unlock(&node_mtx);
+		}
+		node_put(d->v[i]);
+	}
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
 }
 
 /*

@@ -342,11 +342,11 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 	struct node	*n;
 	int		 fd, rv;
 
-	if ((fd = node_dirfd(parent, t)) < 0)
-		return (fd);
-	rv = tier_fstatat(t, fd, name, &p.st);
+	fd = node_dirfd(parent, t);
+	rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p.st);
 	/*
-	 * A listing may be older than a migration that moved the name:
+	 * A listing may be older than a migration that moved the name, or
+	 * come from an index that knows a tier the handles do not yet:
 	 * anything unexpected is resolved the long way.
 	 */
 	if (!made && rv == -ENOENT)

@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 
-from dfstest import (check, eq, read_file, unmount, wait_for, write_file)
+from dfstest import (check, eq, read_file, tiers_holding, unmount, wait_for,
+                     write_file)
 from test_ctl import CtlMount, dfsctl, ok
 
 
@@ -121,6 +122,42 @@ def test_stale_row_moved_behind_back():
         eq(ok(m, "where", "mv", "cp", "d/f"),
            "mv  tier1\ncp  tier1\nd/f  tier1\n", "where after the repair")
         eq(sorted(os.listdir(m.p())), ["cp", "d", "mv"], "listing")
+
+
+def scan_joins_dir(early):
+    """A directory made through the mount lives on tier 0 only; a file put
+    on tier 1 behind dfs's back in the same directory (made there before
+    or after the mkdir) must be served once a scan has found it, and
+    looking it up must not throw its index row away."""
+    with CtlMount() as m:
+        wait_scanned(m)
+        os.mkdir(m.p("d"))
+        if early:
+            os.makedirs(m.t(1, "d", "y"))
+        os.mkdir(m.p("d", "y"))
+        eq(os.listdir(m.p("d", "y")), [], "the new directory")
+        eq(tiers_holding(m, "d", "y"), [0, 1] if early else [0],
+           "tiers holding d/y")
+        if not early:
+            os.makedirs(m.t(1, "d", "y"))
+        write_file(m.t(1, "d", "y", "f"), "data\n")
+        out = ok(m, "scan", "--wait")
+        check("complete" in out, "scan --wait output:\n" + out)
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the scan")
+        eq(read_file(m.p("d", "y", "f")), b"data\n", "d/y/f content")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the read")
+        y = os.lstat(m.p("d", "y")).st_ino
+        check(index_has(m, y, "f"), "the row of d/y/f is in the index")
+        eq(ok(m, "where", "d/y", "d/y/f"), "d/y  tier0,tier1\n"
+           "d/y/f  tier1\n", "where")
+
+
+def test_scan_joins_dir_made_before():
+    scan_joins_dir(early=True)
+
+
+def test_scan_joins_dir_made_after():
+    scan_joins_dir(early=False)
 
 
 def test_scan_finds_new_files():
