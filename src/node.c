@@ -129,9 +129,26 @@ node_alias_drop_locked(struct alias *a)
 	node_release_locked(parent);
 }
 
+/*
+ * A handle replaced while callers may still use it (node_dirfd promises
+ * it lasts as long as their reference): closed when the node is freed.
+ */
+static int
+node_retire_locked(struct node *n, int fd)
+{
+	int	*v;
+
+	if ((v = realloc(n->retired, (n->nretired + 1) * sizeof *v)) == NULL)
+		return (-ENOMEM);
+	v[n->nretired++] = fd;
+	n->retired = v;
+	return (0);
+}
+
 static void
 node_release_locked(struct node *n)
 {
+	size_t	i;
 	int	t;
 
 	if (n->nlookup != 0 || n->refs != 0 || n == node_rootp)
@@ -145,6 +162,9 @@ node_release_locked(struct node *n)
 	for (t = 0; t < DFS_MAX_TIERS; t++)
 		if (n->fds[t] >= 0)
 			close(n->fds[t]);
+	for (i = 0; i < n->nretired; i++)
+		close(n->retired[i]);
+	free(n->retired);
 	free(n);
 }
 
@@ -272,6 +292,115 @@ node_dirfd(struct node *dir, int t)
 		dir->tier = t;
 	pthread_mutex_unlock(&node_mtx);
 	return (fd >= 0 ? fd : -ENOENT);
+}
+
+/*
+ * Directory renames on the tiers in progress, and done: a handle opened
+ * by name while either moves may belong to another directory.
+ */
+static atomic_uint	node_renaming;
+static atomic_ulong	node_renamed;
+
+void
+node_rename_begin(void)
+{
+	atomic_fetch_add(&node_renaming, 1);
+}
+
+void
+node_rename_end(void)
+{
+	atomic_fetch_add(&node_renamed, 1);
+	atomic_fetch_sub(&node_renaming, 1);
+}
+
+/* A handle on a directory removed from its tier (rmdir), or unusable. */
+static int
+node_dirfd_dead(int t, int fd)
+{
+	struct stat	st;
+	int		rv;
+
+	if ((rv = tier_fstatat(t, fd, "", &st)) != 0)
+		return (rv == -ENOENT || rv == -ESTALE);
+	return (st.st_nlink == 0);
+}
+
+/*
+ * The handle table may be older than a change made behind dfs's back: a
+ * tier recorded without dir may have gained it, or had it removed and
+ * made again.  Open dir on tier t afresh from its parent (the parent too,
+ * if needed) and keep the handle unless a live one is there.  1 if the
+ * handle changed, 0 if it was right, -ENOENT if dir is not on tier t,
+ * -EAGAIN if a rename made the answer unsure, or -errno.
+ */
+int
+node_dirfd_recheck(struct node *dir, int t)
+{
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	unsigned long	 renamed;
+	int		 old, fd, pfd, rv;
+
+	renamed = atomic_load(&node_renamed);
+	if (atomic_load(&node_renaming) != 0)
+		return (-EAGAIN);
+	pthread_mutex_lock(&node_mtx);
+	old = dir->fds[t];
+	if (dir == node_rootp || dir->aliases == NULL) {
+		pthread_mutex_unlock(&node_mtx);
+		return (old >= 0 ? 0 : -ENOENT);
+	}
+	parent = dir->aliases->parent;
+	parent->refs++;
+	strcpy(name, dir->aliases->name);
+	pthread_mutex_unlock(&node_mtx);
+
+	if (old >= 0 && !node_dirfd_dead(t, old)) {
+		node_put(parent);
+		return (0);
+	}
+	pfd = node_dirfd(parent, t);
+	fd = pfd < 0 ? pfd : tier_openat(t, pfd, name, O_PATH | O_DIRECTORY,
+	    0);
+	if (fd == -ENOENT || fd == -ENOTDIR) {
+		/* The parent's handle may be the stale one. */
+		if ((rv = node_dirfd_recheck(parent, t)) == 1) {
+			pfd = node_dirfd(parent, t);
+			fd = pfd < 0 ? pfd : tier_openat(t, pfd, name,
+			    O_PATH | O_DIRECTORY, 0);
+		} else if (rv != 0 && rv != -ENOENT)
+			fd = rv;
+	}
+	node_put(parent);
+	if (fd == -ENOTDIR || fd == -ELOOP)
+		fd = -ENOENT;
+	if (fd < 0 && fd != -ENOENT)
+		return (fd);
+
+	pthread_mutex_lock(&node_mtx);
+	if (atomic_load(&node_renaming) != 0 ||
+	    atomic_load(&node_renamed) != renamed)
+		rv = -EAGAIN;
+	else if (dir->fds[t] != old)
+		rv = 1;		/* settled meanwhile: that one stands */
+	else if (fd < 0 && old < 0)
+		rv = -ENOENT;
+	else if (old >= 0 && (rv = node_retire_locked(dir, old)) != 0)
+		;
+	else {
+		dir->fds[t] = fd >= 0 ? fd : DIRFD_ABSENT;
+		if (fd >= 0 && t < dir->tier)
+			dir->tier = t;
+		rv = fd >= 0 ? 1 : -ENOENT;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	if (fd >= 0)
+		close(fd);
+	if (rv == 1 && node_dirfd(dir, t) < 0)
+		rv = -ENOENT;
+	return (rv);
 }
 
 /*

@@ -458,7 +458,7 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	struct probe	 s, d;
 	int		 sfds[DFS_MAX_TIERS], dfds[DFS_MAX_TIERS];
 	unsigned	 smask, dmask;
-	int		 rv, dexists, t;
+	int		 rv, dexists, dirs = 0, t;
 
 	for (t = 0; t < DFS_MAX_TIERS; t++)
 		sfds[t] = dfds[t] = -1;
@@ -493,6 +493,9 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 		goto out;
 	smask = ns_tierset(&s, sfds);
 	dmask = dexists ? ns_tierset(&d, dfds) : 0;
+	if ((dirs = S_ISDIR(s.st.st_mode) || (dexists &&
+	    S_ISDIR(d.st.st_mode))))
+		node_rename_begin();
 
 	if (flags & RENAME_EXCHANGE) {
 		/* Possible only when both occupy the same tiers. */
@@ -544,6 +547,8 @@ done:
 		}
 	}
 out:
+	if (dirs)
+		node_rename_end();
 	ns_close_fds(sfds);
 	ns_close_fds(dfds);
 	return (rv);

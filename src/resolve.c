@@ -100,7 +100,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 {
 	struct node	*n;
 	struct irow	 r;
-	int		 t, fd, rv;
+	int		 t, fd, rv, rechecked = 0;
 
 	if ((rv = resolve_name_ok(name)) != 0)
 		return (rv);
@@ -141,6 +141,23 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		    r2.ino != r.ino)) {
 			r = r2;
 			continue;
+		}
+		/*
+		 * Before calling the row stale, make sure the parent's
+		 * handle on that tier is right: the tier may have gained
+		 * the directory, or made it anew, behind dfs's back.
+		 */
+		if (!rechecked++) {
+			rv = node_dirfd_recheck(parent, t);
+			if (rv == 1) {
+				rv = 0;
+				continue;
+			}
+			/* Unsure, as a directory rename ran: keep it. */
+			if (rv == -EAGAIN)
+				return (-ENOENT);
+			if (rv != 0 && rv != -ENOENT)
+				return (rv);
 		}
 		/* Stale: the name may be elsewhere now; probe for it. */
 		resolve_stale(parent, name);

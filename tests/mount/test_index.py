@@ -160,6 +160,29 @@ def test_scan_joins_dir_made_after():
     scan_joins_dir(early=False)
 
 
+def test_dir_remade_behind_back():
+    """dfs holds a handle on d/y on tier 1; behind its back d/y is removed
+    there and made again with a new file: once a scan has found the file,
+    it is served, and its row stays."""
+    def pop(m):
+        for t in (0, 1):
+            os.makedirs(m.t(t, "d", "y"))
+        write_file(m.t(1, "d", "y", "old"), "old\n")
+    with CtlMount(populate=pop) as m:
+        wait_scanned(m)
+        eq(read_file(m.p("d", "y", "old")), b"old\n", "d/y/old")
+        os.unlink(m.t(1, "d", "y", "old"))
+        os.rmdir(m.t(1, "d", "y"))
+        os.mkdir(m.t(1, "d", "y"))
+        write_file(m.t(1, "d", "y", "f"), "data\n")
+        ok(m, "scan", "--wait")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the scan")
+        eq(read_file(m.p("d", "y", "f")), b"data\n", "d/y/f content")
+        y = os.lstat(m.p("d", "y")).st_ino
+        check(index_has(m, y, "f"), "the row of d/y/f is in the index")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the read")
+
+
 def test_scan_finds_new_files():
     def pop(m):
         os.mkdir(m.t(1, "old"))
