@@ -183,6 +183,45 @@ def test_dir_remade_behind_back():
         eq(os.listdir(m.p("d", "y")), ["f"], "listing after the read")
 
 
+def test_lookups_during_first_scan():
+    """The first scan of an empty index runs with the mount serving: names
+    looked up before the scan reaches them are given inodes then, and the
+    scan must keep those, or the tree splits in two (the kernel's nodes
+    lead to rows no path from the root reaches) and later renames and
+    unlinks miss the rows that listings are served from."""
+    def pop(m):
+        # a directory that keeps the scan busy while z is looked up
+        os.mkdir(m.t(0, "a"))
+        for i in range(4000):
+            os.close(os.open(m.t(0, "a", "f%04d" % i),
+                             os.O_CREAT | os.O_WRONLY, 0o644))
+        os.makedirs(m.t(0, "z", "deep"))
+        write_file(m.t(0, "z", "deep", "f"), "f\n")
+        write_file(m.t(0, "z", "deep", "h"), "h\n")
+    with CtlMount(populate=pop) as m:
+        inos = dict((rel, os.lstat(m.p(*rel.split("/"))).st_ino)
+                    for rel in ("z", "z/deep", "z/deep/f", "z/deep/h"))
+        check(scan_state(m)["running"], "the scan ended before the "
+              "lookups: nothing was tested")
+        wait_scanned(m)
+        out = ok(m, "--json", "where", *sorted(inos))
+        eq(dict((o["path"], o["inode"]) for o in map(
+            json.loads, out.splitlines())), inos, "inodes in the index")
+        os.rename(m.p("z", "deep", "f"), m.p("z", "deep", "g"))
+        os.unlink(m.p("z", "deep", "h"))
+        eq(os.listdir(m.p("z", "deep")), ["g"], "listing")
+        rc, out, err = dfsctl("where", "z/deep/g", "z/deep/f", "z/deep/h",
+                              sock=m.sock)
+        eq((out, err), ("z/deep/g  tier0\n",
+                        "dfsctl: z/deep/f: not in the index\n"
+                        "dfsctl: z/deep/h: not in the index\n"),
+           "where after the rename and the unlink")
+        m.remount()
+        wait_scanned(m)
+        eq(os.listdir(m.p("z", "deep")), ["g"], "listing after a remount")
+        eq(read_file(m.p("z", "deep", "g")), b"f\n", "z/deep/g")
+
+
 def test_scan_finds_new_files():
     def pop(m):
         os.mkdir(m.t(1, "old"))
