@@ -25,7 +25,8 @@ import traceback
 
 from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, TestFailure,
                      _active, _active_lock, check, dfs_bin, eq, is_mounted,
-                     kill_pid, read_file, unmount, wait_for, write_file)
+                     kill_pid, notes, read_file, unmount, wait_for,
+                     write_file)
 
 RUN_TIMEOUT = 25.0      # a run starts within ~5 s of being due
 DAY = 86400
@@ -943,6 +944,9 @@ def test_client_churn_during_batched_moves():
     if not dfsctl_has("migrate"):
         raise TestFailure("dfsctl has no migrate command (dfsctl -h)")
     seed = _churn_seed()
+    # shown on every run, and with a failure of any kind, to replay it
+    print("  DFS_SEED=%d" % seed, flush=True)
+    notes.append("DFS_SEED=%d replays this run" % seed)
     rng = random.Random(seed)
     model = {}
     for i in range(1500):
