@@ -357,6 +357,7 @@ int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);
 void	migrate_wake(void);
 int	migrate_sources_flush(void);
+void	migrate_sources_flush_id(fuse_ino_t);
 
 /* node.c */
 int	node_init(void);

@@ -505,6 +505,26 @@ migrate_sources_flush(void)
 	return (any);
 }
 
+/*
+ * A client renamed or unlinked file id: if its source still waits, the
+ * batch goes now, or a lookup in a directory the index may lack names of
+ * would find the source under the old name and bring the file back.
+ */
+void
+migrate_sources_flush_id(fuse_ino_t id)
+{
+	size_t	i;
+
+	pthread_mutex_lock(&mig_done_mtx);
+	for (i = 0; i < mig_ndone; i++) {
+		if (mig_done[i].id == id) {
+			mig_finish_locked();
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mig_done_mtx);
+}
+
 static void
 mig_defer(fuse_ino_t id, int src, int sfd, const char *name, ino_t ino,
     off_t size, int dst, int dfd)
@@ -770,22 +790,25 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 }
 
 /*
- * After the switch: let clients in on the new tier and hand the sources
- * to the removal batch (mig_finish), which syncs the target directories
- * before any source goes.  Readers holding a source open keep reading it.
+ * After the switch: hand the sources to the removal batch (mig_finish),
+ * which syncs the target directories before any source goes, then let
+ * clients in on the new tier.  In that order, a client that renames or
+ * unlinks the file, or makes a new one of its name, finds its source
+ * waiting and can have it removed first.  Readers holding a source open
+ * keep reading it.
  */
 static void
 mig_switched(struct mig_pend *p, const struct stat *cst)
 {
 	size_t	i;
 
-	node_move_end(p->n, p->dst, cst->st_dev, cst->st_ino);
 	mig_defer(p->n->id, p->src, p->sfd, p->name, p->st.st_ino,
 	    p->st.st_size, p->dst, p->dfd);
 	/* A group's data is freed once, with its first name. */
 	for (i = 0; i < p->nextra; i++)
 		mig_defer(p->n->id, p->src, p->extra[i].sfd, p->extra[i].name,
 		    p->st.st_ino, 0, p->dst, p->extra[i].dfd);
+	node_move_end(p->n, p->dst, cst->st_dev, cst->st_ino);
 	close(p->in);
 	close(p->out);
 	p->in = p->out = -1;

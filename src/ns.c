@@ -308,6 +308,7 @@ ns_unlink_name(struct node *parent, const char *name)
 		return (rv);
 	ns_index(index_unlink(parent->id, name), "unlink", name);
 	node_alias_remove(parent, name);
+	migrate_sources_flush_id(p.id);
 	ns_touch_dir(parent, p.tier);
 	return (0);
 }
@@ -535,6 +536,11 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	node_alias_move(p1, n1, p2, n2);
 done:
 	if (rv == 0) {
+		/* A moved file's waiting source must not keep its old name. */
+		if (!S_ISDIR(s.st.st_mode))
+			migrate_sources_flush_id(s.id);
+		if (dexists && !S_ISDIR(d.st.st_mode))
+			migrate_sources_flush_id(d.id);
 		if (S_ISDIR(s.st.st_mode) || (dexists && S_ISDIR(d.st.st_mode))) {
 			node_subdirs_changed(p1);
 			node_subdirs_changed(p2);

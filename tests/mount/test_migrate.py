@@ -1284,6 +1284,60 @@ def test_name_of_moved_file_is_free_at_once():
         pr.done()
 
 
+def test_waiting_source_not_found_by_name():
+    # In a directory the index may lack names of (one found in place of a
+    # file, behind dfs's back, after the scan), lookups ask the tiers.  A
+    # moved file's source waiting for its batch must not come back there
+    # once a client has renamed or unlinked the file.
+    n = 1500
+    with MigMount(policy("all", to="t1", age="1d"),
+                  populate=lambda m: write_file(m.t(0, "p"), "")) as m:
+        check(wait_for(lambda: "scan complete" in m.full_log(), 60),
+              "no scan completed")
+        os.unlink(m.t(0, "p"))
+        for i in range(n):
+            mkfile(m.t(0, "p", "f%04d" % i), b"%d " % i * 50, when=OLD + i)
+        for i in range(n):
+            os.lstat(m.p("p", "f%04d" % i))    # the index learns them
+        bg = subprocess.Popen([dfsctl_bin(), "-s", m.sock, "migrate",
+                               "--now", "--wait"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        done, bad = [], []
+        try:
+            i = 0
+            while bg.poll() is None and i < n and len(done) < 30:
+                rel = "p/f%04d" % i
+                if holders(m, rel) != [0, 1]:
+                    if holders(m, rel) == [1]:
+                        i += 1      # its batch is gone already
+                    continue
+                p = m.p(rel)
+                try:
+                    if len(done) % 2:
+                        os.unlink(p)
+                    else:
+                        os.rename(p, m.p("p", "r%04d" % i))
+                    os.lstat(p)
+                    bad.append("%s found after the %s" % (rel, (
+                        "rename", "unlink")[len(done) % 2]))
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    bad.append("%s: %s" % (rel, e))
+                done.append(rel)
+                i += 1
+        finally:
+            bg.wait(timeout=RUN_TIMEOUT * 4)
+        pr = Problems(m)
+        pr.check(done, "the run never had a source waiting (too fast to "
+                 "catch)")
+        pr.eq(bad, [], "names of moved files after a rename or unlink")
+        names = set(os.listdir(m.p("p")))
+        pr.eq(sorted(names & set(os.path.basename(r) for r in done)), [],
+              "old names listed")
+        pr.done()
+
+
 def test_switch_on_disk_without_its_rename():
     # A power loss can keep the index's switch and lose the rename of the
     # copy (the directory was not synced yet): recovery keeps the source.
