@@ -115,6 +115,8 @@ struct node {
 	unsigned	 refs;		/* dfs references: children, ops in flight */
 	struct alias	*aliases;
 	int		 fds[DFS_MAX_TIERS];	/* directories only */
+	int		*retired;	/* replaced handles, closed at free */
+	size_t		 nretired;
 	long		 subdirs;	/* cached count of subdirectories, -1 unknown */
 	struct timespec	 cache_mtime;	/* content seen at last open/release */
 	off_t		 cache_size;
@@ -421,6 +423,7 @@ int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);
 void	migrate_wake(void);
 int	migrate_sources_flush(void);
+void	migrate_sources_flush_id(fuse_ino_t);
 
 /* node.c */
 int	node_init(void);
@@ -452,6 +455,9 @@ void	node_alias_move(struct node *, const char *, struct node *,
 void	node_dir_created(struct node *, int, int);
 void	node_subdirs_changed(struct node *);
 int	node_tiers_known(struct node *);
+int	node_dirfd_recheck(struct node *, int);
+void	node_rename_begin(void);
+void	node_rename_end(void);
 unsigned long node_count(void);
 
 /* resolve.c */

@@ -633,6 +633,12 @@ static int		index_group_open;	/* under index_mtx */
 static int		index_in_savepoint;
 static int64_t		index_group_since;
 static int		index_scanning;
+/*
+ * Into an empty index the scan inserts without looking first, until a
+ * FUSE thread writes: a lookup meanwhile may have given a name the scan
+ * has yet to reach an inode, which the scan must keep, not replace.
+ */
+static atomic_int	index_scan_fresh;
 static int		index_group_stop;
 static pthread_t	index_group_thread;
 static int		index_group_started;
@@ -851,6 +857,9 @@ index_begin(struct index_conn *c)
 	if (c == &index_main) {
 		index_sync_locked();
 		index_wlock(0);
+		/* Between the scan's batches: from now on it looks first. */
+		if (index_scanning)
+			atomic_store(&index_scan_fresh, 0);
 	}
 	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK) {
@@ -1976,7 +1985,6 @@ out:
  * the new generation, so the sweep spares them.
  */
 static struct index_conn	index_scan_c;
-static int			index_scan_fresh;
 static unsigned			index_scan_batch_n;
 
 #define INDEX_SCAN_BATCH	4096
@@ -1998,12 +2006,6 @@ index_scan_begin(unsigned all_tiers, char **cause)
 	index_scanning = 1;
 	pthread_mutex_unlock(&index_mtx);
 	atomic_fetch_add(&index_gen, 1);
-	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM dentry", -1, &q,
-	    NULL) != SQLITE_OK)
-		goto fail;
-	index_scan_fresh = sqlite3_step(q) == SQLITE_ROW &&
-	    sqlite3_column_int64(q, 0) == 0;
-	sqlite3_finalize(q);
 	snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; DELETE FROM conflict;"
 	    "UPDATE inode SET tier = 0, tiers = %u, gen = %ld WHERE id = 1",
 	    all_tiers, atomic_load(&index_gen));
@@ -2013,6 +2015,16 @@ index_scan_begin(unsigned all_tiers, char **cause)
 		index_wunlock();
 		goto fail;
 	}
+	/* Counted with the writer's turn held: no write slips in between. */
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM dentry", -1, &q,
+	    NULL) != SQLITE_OK) {
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		index_wunlock();
+		goto fail;
+	}
+	atomic_store(&index_scan_fresh, sqlite3_step(q) == SQLITE_ROW &&
+	    sqlite3_column_int64(q, 0) == 0);
+	sqlite3_finalize(q);
 	index_scan_batch_n = 0;
 	index_scan_since = index_mono_ns();
 	return (0);
@@ -2085,7 +2097,7 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 	int64_t			 gen = atomic_load(&index_gen);
 	int			 rv, found = 0;
 
-	if (!index_scan_fresh) {
+	if (!atomic_load(&index_scan_fresh)) {
 		q = index_q(c, Q_LOOKUP);
 		sqlite3_bind_int64(q, 1, parent);
 		sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);

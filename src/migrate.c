@@ -601,6 +601,26 @@ migrate_sources_flush(void)
 	return (any);
 }
 
+/*
+ * A client renamed or unlinked file id: if its source still waits, the
+ * batch goes now, or a lookup in a directory the index may lack names of
+ * would find the source under the old name and bring the file back.
+ */
+void
+migrate_sources_flush_id(fuse_ino_t id)
+{
+	size_t	i;
+
+	pthread_mutex_lock(&mig_done_mtx);
+	for (i = 0; i < mig_ndone; i++) {
+		if (mig_done[i].id == id) {
+			mig_finish_locked();
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mig_done_mtx);
+}
+
 static void
 mig_defer(fuse_ino_t id, int src, int sfd, const char *name,
     const struct stat *st, int dst, int dfd)
@@ -877,9 +897,12 @@ mig_place(struct mig_pend *p, struct stat *cst, size_t *linked)
 }
 
 /*
- * After the switch: let clients in on the new tier and hand the sources
- * to the removal batch (mig_finish), which syncs the target directories
- * before any source goes.  Readers holding a source open keep reading it.
+ * After the switch: hand the sources to the removal batch (mig_finish),
+ * which syncs the target directories before any source goes, then let
+ * clients in on the new tier.  In that order, a client that renames or
+ * unlinks the file, or makes a new one of its name, finds its source
+ * waiting and can have it removed first.  Readers holding a source open
+ * keep reading it.
  */
 static void
 mig_switched(struct mig_pend *p, const struct stat *cst)

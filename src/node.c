@@ -129,9 +129,26 @@ node_alias_drop_locked(struct alias *a)
 	node_release_locked(parent);
 }
 
+/*
+ * A handle replaced while callers may still use it (node_dirfd promises
+ * it lasts as long as their reference): closed when the node is freed.
+ */
+static int
+node_retire_locked(struct node *n, int fd)
+{
+	int	*v;
+
+	if ((v = realloc(n->retired, (n->nretired + 1) * sizeof *v)) == NULL)
+		return (-ENOMEM);
+	v[n->nretired++] = fd;
+	n->retired = v;
+	return (0);
+}
+
 static void
 node_release_locked(struct node *n)
 {
+	size_t	i;
 	int	t;
 
 	if (n->nlookup != 0 || n->refs != 0 || n == node_rootp)
@@ -145,6 +162,9 @@ node_release_locked(struct node *n)
 	for (t = 0; t < DFS_MAX_TIERS; t++)
 		if (n->fds[t] >= 0)
 			close(n->fds[t]);
+	for (i = 0; i < n->nretired; i++)
+		close(n->retired[i]);
+	free(n->retired);
 	free(n);
 }
 
@@ -275,6 +295,115 @@ node_dirfd(struct node *dir, int t)
 }
 
 /*
+ * Directory renames on the tiers in progress, and done: a handle opened
+ * by name while either moves may belong to another directory.
+ */
+static atomic_uint	node_renaming;
+static atomic_ulong	node_renamed;
+
+void
+node_rename_begin(void)
+{
+	atomic_fetch_add(&node_renaming, 1);
+}
+
+void
+node_rename_end(void)
+{
+	atomic_fetch_add(&node_renamed, 1);
+	atomic_fetch_sub(&node_renaming, 1);
+}
+
+/* A handle on a directory removed from its tier (rmdir), or unusable. */
+static int
+node_dirfd_dead(int t, int fd)
+{
+	struct stat	st;
+	int		rv;
+
+	if ((rv = tier_fstatat(t, fd, "", &st)) != 0)
+		return (rv == -ENOENT || rv == -ESTALE);
+	return (st.st_nlink == 0);
+}
+
+/*
+ * The handle table may be older than a change made behind dfs's back: a
+ * tier recorded without dir may have gained it, or had it removed and
+ * made again.  Open dir on tier t afresh from its parent (the parent too,
+ * if needed) and keep the handle unless a live one is there.  1 if the
+ * handle changed, 0 if it was right, -ENOENT if dir is not on tier t,
+ * -EAGAIN if a rename made the answer unsure, or -errno.
+ */
+int
+node_dirfd_recheck(struct node *dir, int t)
+{
+	struct node	*parent;
+	char		 name[NAME_MAX + 1];
+	unsigned long	 renamed;
+	int		 old, fd, pfd, rv;
+
+	renamed = atomic_load(&node_renamed);
+	if (atomic_load(&node_renaming) != 0)
+		return (-EAGAIN);
+	pthread_mutex_lock(&node_mtx);
+	old = dir->fds[t];
+	if (dir == node_rootp || dir->aliases == NULL) {
+		pthread_mutex_unlock(&node_mtx);
+		return (old >= 0 ? 0 : -ENOENT);
+	}
+	parent = dir->aliases->parent;
+	parent->refs++;
+	strcpy(name, dir->aliases->name);
+	pthread_mutex_unlock(&node_mtx);
+
+	if (old >= 0 && !node_dirfd_dead(t, old)) {
+		node_put(parent);
+		return (0);
+	}
+	pfd = node_dirfd(parent, t);
+	fd = pfd < 0 ? pfd : tier_openat(t, pfd, name, O_PATH | O_DIRECTORY,
+	    0);
+	if (fd == -ENOENT || fd == -ENOTDIR) {
+		/* The parent's handle may be the stale one. */
+		if ((rv = node_dirfd_recheck(parent, t)) == 1) {
+			pfd = node_dirfd(parent, t);
+			fd = pfd < 0 ? pfd : tier_openat(t, pfd, name,
+			    O_PATH | O_DIRECTORY, 0);
+		} else if (rv != 0 && rv != -ENOENT)
+			fd = rv;
+	}
+	node_put(parent);
+	if (fd == -ENOTDIR || fd == -ELOOP)
+		fd = -ENOENT;
+	if (fd < 0 && fd != -ENOENT)
+		return (fd);
+
+	pthread_mutex_lock(&node_mtx);
+	if (atomic_load(&node_renaming) != 0 ||
+	    atomic_load(&node_renamed) != renamed)
+		rv = -EAGAIN;
+	else if (dir->fds[t] != old)
+		rv = 1;		/* settled meanwhile: that one stands */
+	else if (fd < 0 && old < 0)
+		rv = -ENOENT;
+	else if (old >= 0 && (rv = node_retire_locked(dir, old)) != 0)
+		;
+	else {
+		dir->fds[t] = fd >= 0 ? fd : DIRFD_ABSENT;
+		if (fd >= 0 && t < dir->tier)
+			dir->tier = t;
+		rv = fd >= 0 ? 1 : -ENOENT;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&node_mtx);
+	if (fd >= 0)
+		close(fd);
+	if (rv == 1 && node_dirfd(dir, t) < 0)
+		rv = -ENOENT;
+	return (rv);
+}
+
+/*
  * How many tiers hold dir.  When the index told which (tiers_known), a
  * handle not opened yet counts without a backing call; otherwise each
  * tier is probed once.
@@ -338,6 +467,21 @@ node_name(struct node *n, struct node **parent, char *buf, size_t len)
 	}
 	pthread_mutex_unlock(&node_mtx);
 	return (rv);
+}
+
+/*
+ * The index says directory n is on these tiers: one recorded absent has
+ * gained it (behind dfs's back, found by a scan) and is opened on next
+ * use.  Absence is not learnt here: a handle may be opening meanwhile.
+ */
+static void
+node_learn_tiers_locked(struct node *n, unsigned tiers)
+{
+	int	t;
+
+	for (t = 0; t < dfs.ntiers; t++)
+		if ((tiers & (1u << t)) && n->fds[t] == DIRFD_ABSENT)
+			n->fds[t] = DIRFD_UNKNOWN;
 }
 
 /*
@@ -415,8 +559,11 @@ node_enter(struct node *parent, const char *name, const struct probe *p)
 	}
 	node_total++;
 found:
-	if (n != NULL)
+	if (n != NULL) {
+		if (n->is_dir)
+			node_learn_tiers_locked(n, p->tiers);
 		n->nlookup++;
+	}
 	pthread_mutex_unlock(&node_mtx);
 	return (n);
 }
@@ -583,25 +730,64 @@ node_open_fd(struct node *n, int *tierp)
 	return (fd);
 }
 
+struct node_dirs {
+	struct node	**v;
+	size_t		  n, cap;
+};
+static struct node_dirs	node_scanned_dirs;
+
 static void
 node_scanned_visit(const void *nodep, VISIT which, int depth)
 {
-	struct node	*n = *(struct node *const *)nodep;
-	struct irow	 r;
+	struct node_dirs	*d = &node_scanned_dirs;
+	struct node		*n = *(struct node *const *)nodep, **v;
 
 	(void)depth;
-	if ((which == postorder || which == leaf) && n->is_dir &&
-	    n->partial && index_get(n->id, &r) == 0)
-		n->partial = r.partial;
+	if ((which != postorder && which != leaf) || !n->is_dir ||
+	    n == node_rootp)
+		return;
+	if (d->n == d->cap) {
+		d->cap = d->cap == 0 ? 64 : d->cap * 2;
+		if ((v = realloc(d->v, d->cap * sizeof *v)) == NULL) {
+			d->cap = d->n;
+			return;
+		}
+		d->v = v;
+	}
+	n->refs++;
+	d->v[d->n++] = n;
 }
 
-/* A scan has completed: directories it read are whole in the index now. */
+/*
+ * A scan has completed: the directories it read are whole in the index
+ * now, and on the tiers it found them on, also those the node table
+ * already holds (a tier may have gained one behind dfs's back).  The
+ * index is read without the table's lock, so lookups go on meanwhile.
+ */
 void
 node_scanned(void)
 {
+	struct node_dirs	*d = &node_scanned_dirs;
+	struct irow		 r;
+	size_t			 i;
+
 	pthread_mutex_lock(&node_mtx);
+	d->n = 0;
 	twalk(node_ids, node_scanned_visit);
 	pthread_mutex_unlock(&node_mtx);
+	for (i = 0; i < d->n; i++) {
+		if (index_get(d->v[i]->id, &r) == 0) {
+			pthread_mutex_lock(&node_mtx);
+			if (d->v[i]->partial)
+				d->v[i]->partial = r.partial;
+			node_learn_tiers_locked(d->v[i], r.tiers);
+			pthread_mutex_unlock(&node_mtx);
+		}
+		node_put(d->v[i]);
+	}
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
 }
 
 /*

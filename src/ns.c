@@ -308,6 +308,7 @@ ns_unlink_name(struct node *parent, const char *name)
 		return (rv);
 	ns_index(index_unlink(parent->id, name), "unlink", name);
 	node_alias_remove(parent, name);
+	migrate_sources_flush_id(p.id);
 	ns_touch_dir(parent, p.tier);
 	return (0);
 }
@@ -458,7 +459,7 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	struct probe	 s, d;
 	int		 sfds[DFS_MAX_TIERS], dfds[DFS_MAX_TIERS];
 	unsigned	 smask, dmask;
-	int		 rv, dexists, t;
+	int		 rv, dexists, dirs = 0, t;
 
 	for (t = 0; t < DFS_MAX_TIERS; t++)
 		sfds[t] = dfds[t] = -1;
@@ -495,6 +496,9 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 		goto out;
 	smask = ns_tierset(&s, sfds);
 	dmask = dexists ? ns_tierset(&d, dfds) : 0;
+	if ((dirs = S_ISDIR(s.st.st_mode) || (dexists &&
+	    S_ISDIR(d.st.st_mode))))
+		node_rename_begin();
 
 	if (flags & RENAME_EXCHANGE) {
 		/*
@@ -544,6 +548,11 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	node_alias_move(p1, n1, p2, n2);
 done:
 	if (rv == 0) {
+		/* A moved file's waiting source must not keep its old name. */
+		if (!S_ISDIR(s.st.st_mode))
+			migrate_sources_flush_id(s.id);
+		if (dexists && !S_ISDIR(d.st.st_mode))
+			migrate_sources_flush_id(d.id);
 		if (S_ISDIR(s.st.st_mode) || (dexists && S_ISDIR(d.st.st_mode))) {
 			node_subdirs_changed(p1);
 			node_subdirs_changed(p2);
@@ -556,6 +565,8 @@ done:
 		}
 	}
 out:
+	if (dirs)
+		node_rename_end();
 	ns_close_fds(sfds);
 	ns_close_fds(dfds);
 	return (rv);

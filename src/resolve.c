@@ -117,7 +117,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 {
 	struct node	*n;
 	struct irow	 r;
-	int		 t, fd, rv;
+	int		 t, fd, rv, rechecked = 0;
 
 	if ((rv = resolve_name_ok(name)) != 0)
 		return (rv);
@@ -160,6 +160,23 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 		    r2.ino != r.ino)) {
 			r = r2;
 			continue;
+		}
+		/*
+		 * Before calling the row stale, make sure the parent's
+		 * handle on that tier is right: the tier may have gained
+		 * the directory, or made it anew, behind dfs's back.
+		 */
+		if (!rechecked++) {
+			rv = node_dirfd_recheck(parent, t);
+			if (rv == 1) {
+				rv = 0;
+				continue;
+			}
+			/* Unsure, as a directory rename ran: keep it. */
+			if (rv == -EAGAIN)
+				return (-ENOENT);
+			if (rv != 0 && rv != -ENOENT)
+				return (rv);
 		}
 		/* Stale: the name may be elsewhere now; probe for it. */
 		resolve_stale(parent, name);
@@ -378,11 +395,11 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 	struct node	*n;
 	int		 fd, rv;
 
-	if ((fd = node_dirfd(parent, t)) < 0)
-		return (fd);
-	rv = tier_fstatat(t, fd, name, &p.st);
+	fd = node_dirfd(parent, t);
+	rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p.st);
 	/*
-	 * A listing may be older than a migration that moved the name:
+	 * A listing may be older than a migration that moved the name, or
+	 * come from an index that knows a tier the handles do not yet:
 	 * anything unexpected is resolved the long way.
 	 */
 	if (!made && rv == -ENOENT)

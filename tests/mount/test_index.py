@@ -12,7 +12,8 @@ import sqlite3
 import threading
 import time
 
-from dfstest import (check, eq, read_file, unmount, wait_for, write_file)
+from dfstest import (check, eq, read_file, tiers_holding, unmount, wait_for,
+                     write_file)
 from test_ctl import CtlMount, dfsctl, ok
 
 
@@ -121,6 +122,127 @@ def test_stale_row_moved_behind_back():
         eq(ok(m, "where", "mv", "cp", "d/f"),
            "mv  tier1\ncp  tier1\nd/f  tier1\n", "where after the repair")
         eq(sorted(os.listdir(m.p())), ["cp", "d", "mv"], "listing")
+
+
+def scan_joins_dir(early):
+    """A directory made through the mount lives on tier 0 only; a file put
+    on tier 1 behind dfs's back in the same directory (made there before
+    or after the mkdir) must be served once a scan has found it, and
+    looking it up must not throw its index row away."""
+    with CtlMount() as m:
+        wait_scanned(m)
+        os.mkdir(m.p("d"))
+        if early:
+            os.makedirs(m.t(1, "d", "y"))
+        os.mkdir(m.p("d", "y"))
+        eq(os.listdir(m.p("d", "y")), [], "the new directory")
+        eq(tiers_holding(m, "d", "y"), [0, 1] if early else [0],
+           "tiers holding d/y")
+        if not early:
+            os.makedirs(m.t(1, "d", "y"))
+        write_file(m.t(1, "d", "y", "f"), "data\n")
+        out = ok(m, "scan", "--wait")
+        check("complete" in out, "scan --wait output:\n" + out)
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the scan")
+        eq(read_file(m.p("d", "y", "f")), b"data\n", "d/y/f content")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the read")
+        y = os.lstat(m.p("d", "y")).st_ino
+        check(index_has(m, y, "f"), "the row of d/y/f is in the index")
+        eq(ok(m, "where", "d/y", "d/y/f"), "d/y  tier0,tier1\n"
+           "d/y/f  tier1\n", "where")
+
+
+def test_scan_joins_dir_made_before():
+    scan_joins_dir(early=True)
+
+
+def test_scan_joins_dir_made_after():
+    scan_joins_dir(early=False)
+
+
+def test_dir_remade_behind_back():
+    """dfs holds a handle on d/y on tier 1; behind its back d/y is removed
+    there and made again with a new file: once a scan has found the file,
+    it is served, and its row stays."""
+    def pop(m):
+        for t in (0, 1):
+            os.makedirs(m.t(t, "d", "y"))
+        write_file(m.t(1, "d", "y", "old"), "old\n")
+    with CtlMount(populate=pop) as m:
+        wait_scanned(m)
+        eq(read_file(m.p("d", "y", "old")), b"old\n", "d/y/old")
+        os.unlink(m.t(1, "d", "y", "old"))
+        os.rmdir(m.t(1, "d", "y"))
+        os.mkdir(m.t(1, "d", "y"))
+        write_file(m.t(1, "d", "y", "f"), "data\n")
+        ok(m, "scan", "--wait")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the scan")
+        eq(read_file(m.p("d", "y", "f")), b"data\n", "d/y/f content")
+        y = os.lstat(m.p("d", "y")).st_ino
+        check(index_has(m, y, "f"), "the row of d/y/f is in the index")
+        eq(os.listdir(m.p("d", "y")), ["f"], "listing after the read")
+
+
+def restart_with_new_index(m):
+    """Unmount, drop the index, and start again: the first scan once more."""
+    how = unmount(m.mnt)
+    check(how == "unmounted", "unmount: %s" % how)
+    m.proc.wait(timeout=30)
+    m._logf.close()
+    m._logf = None
+    m._was_mounted = False
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(index_db(m) + suffix)
+        except FileNotFoundError:
+            pass
+    m._start()
+
+
+def test_lookups_during_first_scan():
+    """The first scan of an empty index runs with the mount serving: names
+    looked up before the scan reaches them are given inodes then, and the
+    scan must keep those, or the tree splits in two (the kernel's nodes
+    lead to rows no path from the root reaches) and later renames and
+    unlinks miss the rows that listings are served from."""
+    def pop(m):
+        # a directory that keeps the scan busy while z is looked up
+        os.mkdir(m.t(0, "a"))
+        for i in range(10000):
+            os.close(os.open(m.t(0, "a", "f%05d" % i),
+                             os.O_CREAT | os.O_WRONLY, 0o644))
+        os.makedirs(m.t(0, "z", "deep"))
+        write_file(m.t(0, "z", "deep", "f"), "f\n")
+        write_file(m.t(0, "z", "deep", "h"), "h\n")
+    with CtlMount(populate=pop) as m:
+        # the lookups must come while the scan is still busy with a/: on
+        # a fast machine that may take a few starts over an empty index
+        for attempt in range(10):
+            inos = dict((rel, os.lstat(m.p(*rel.split("/"))).st_ino)
+                        for rel in ("z", "z/deep", "z/deep/f", "z/deep/h"))
+            running = scan_state(m)["running"]
+            wait_scanned(m)
+            if running:
+                break
+            restart_with_new_index(m)
+        check(running, "the scan ended before the lookups, %d times: "
+              "nothing was tested" % (attempt + 1))
+        out = ok(m, "--json", "where", *sorted(inos))
+        eq(dict((o["path"], o["inode"]) for o in map(
+            json.loads, out.splitlines())), inos, "inodes in the index")
+        os.rename(m.p("z", "deep", "f"), m.p("z", "deep", "g"))
+        os.unlink(m.p("z", "deep", "h"))
+        eq(os.listdir(m.p("z", "deep")), ["g"], "listing")
+        rc, out, err = dfsctl("where", "z/deep/g", "z/deep/f", "z/deep/h",
+                              sock=m.sock)
+        eq((out, err), ("z/deep/g  tier0\n",
+                        "dfsctl: z/deep/f: not in the index\n"
+                        "dfsctl: z/deep/h: not in the index\n"),
+           "where after the rename and the unlink")
+        m.remount()
+        wait_scanned(m)
+        eq(os.listdir(m.p("z", "deep")), ["g"], "listing after a remount")
+        eq(read_file(m.p("z", "deep", "g")), b"f\n", "z/deep/g")
 
 
 def test_scan_finds_new_files():

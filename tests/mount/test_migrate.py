@@ -25,7 +25,8 @@ import traceback
 
 from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, TestFailure,
                      _active, _active_lock, check, dfs_bin, eq, is_mounted,
-                     kill_pid, read_file, unmount, wait_for, write_file)
+                     kill_pid, notes, read_file, unmount, wait_for,
+                     write_file)
 
 RUN_TIMEOUT = 25.0      # a run starts within ~5 s of being due
 DAY = 86400
@@ -956,6 +957,9 @@ def test_client_churn_during_batched_moves():
     if not dfsctl_has("migrate"):
         raise TestFailure("dfsctl has no migrate command (dfsctl -h)")
     seed = _churn_seed()
+    # shown on every run, and with a failure of any kind, to replay it
+    print("  DFS_SEED=%d" % seed, flush=True)
+    notes.append("DFS_SEED=%d replays this run" % seed)
     rng = random.Random(seed)
     model = {}
     for i in range(1500):
@@ -1290,6 +1294,60 @@ def test_name_of_moved_file_is_free_at_once():
                 pr.check(False, "%s: missing" % rel)
             pr.eq(holders(m, rel), [0], "%s holders" % rel)
         pr.eq(temps(m), [], "temp files")
+        pr.done()
+
+
+def test_waiting_source_not_found_by_name():
+    # In a directory the index may lack names of (one found in place of a
+    # file, behind dfs's back, after the scan), lookups ask the tiers.  A
+    # moved file's source waiting for its batch must not come back there
+    # once a client has renamed or unlinked the file.
+    n = 1500
+    with MigMount(policy("all", to="t1", age="1d"),
+                  populate=lambda m: write_file(m.t(0, "p"), "")) as m:
+        check(wait_for(lambda: "scan complete" in m.full_log(), 60),
+              "no scan completed")
+        os.unlink(m.t(0, "p"))
+        for i in range(n):
+            mkfile(m.t(0, "p", "f%04d" % i), b"%d " % i * 50, when=OLD + i)
+        for i in range(n):
+            os.lstat(m.p("p", "f%04d" % i))    # the index learns them
+        bg = subprocess.Popen([dfsctl_bin(), "-s", m.sock, "migrate",
+                               "--now", "--wait"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        done, bad = [], []
+        try:
+            i = 0
+            while bg.poll() is None and i < n and len(done) < 30:
+                rel = "p/f%04d" % i
+                if holders(m, rel) != [0, 1]:
+                    if holders(m, rel) == [1]:
+                        i += 1      # its batch is gone already
+                    continue
+                p = m.p(rel)
+                try:
+                    if len(done) % 2:
+                        os.unlink(p)
+                    else:
+                        os.rename(p, m.p("p", "r%04d" % i))
+                    os.lstat(p)
+                    bad.append("%s found after the %s" % (rel, (
+                        "rename", "unlink")[len(done) % 2]))
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    bad.append("%s: %s" % (rel, e))
+                done.append(rel)
+                i += 1
+        finally:
+            bg.wait(timeout=RUN_TIMEOUT * 4)
+        pr = Problems(m)
+        pr.check(done, "the run never had a source waiting (too fast to "
+                 "catch)")
+        pr.eq(bad, [], "names of moved files after a rename or unlink")
+        names = set(os.listdir(m.p("p")))
+        pr.eq(sorted(names & set(os.path.basename(r) for r in done)), [],
+              "old names listed")
         pr.done()
 
 
