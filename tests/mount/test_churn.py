@@ -30,7 +30,7 @@ Environment:
   DFS_SEED          seed of the files, the operations and the kill moments
                     (default: random; printed, and named in a failure);
                     the timing of the threads is not replayed
-  DFS_CHURN_ROUNDS  rounds (default 18, about 60-90 s)
+  DFS_CHURN_ROUNDS  rounds (default 12, about 40-60 s; the old bug showed within 8)
 """
 
 import hashlib
@@ -50,7 +50,7 @@ from test_crash import _journal
 from test_migrate import (OLD, TMP_PREFIX, MigMount, dfsctl_bin, dfsctl_has,
                           policy, run)
 
-ROUNDS = int(os.environ.get("DFS_CHURN_ROUNDS", "18"))
+ROUNDS = int(os.environ.get("DFS_CHURN_ROUNDS", "12"))
 THREADS = 4
 DIRS = ("d0", "d1", "d1/sub", "d2", "d3/x/y")
 PER_THREAD = 86             # files per client at the start
