@@ -269,13 +269,24 @@ class Mount:
         except OSError as e:
             self._fail("cannot start %s: %s" % (dfs_bin(), e))
 
+        # a dead mount left by a killed dfs stays listed (ENOTCONN) until the
+        # new dfs detaches it, so "mounted" means listed and answering
+        def live():
+            if not is_mounted(self.mnt):
+                return False
+            try:
+                os.stat(self.mnt)
+            except OSError:
+                return False
+            return True
+
         def up():
-            return is_mounted(self.mnt) or self.proc.poll() is not None
+            return live() or self.proc.poll() is not None
         wait_for(up, MOUNT_TIMEOUT)
         if self.proc.poll() is not None and not is_mounted(self.mnt):
             self._fail("dfs exited with status %s before mounting" %
                        self.proc.returncode)
-        if not is_mounted(self.mnt):
+        if not live():
             self._fail("%s not mounted after %.0f s" % (self.mnt,
                                                          MOUNT_TIMEOUT))
         self._was_mounted = True
