@@ -67,6 +67,7 @@ struct tier {
 	unsigned		 caps;		/* TIER_CAP_* */
 	long			 magic;		/* statfs f_type */
 	int			 inodes_set;	/* stable_inodes from the config */
+	int			 remote;	/* network or FUSE: a call costs a trip */
 	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;
 };
@@ -284,6 +285,7 @@ int	tier_add(const char *, const char *, char **);
 int	tier_check_layout(const char *, char **);
 void	tier_probe(int, int);
 int	tier_has(int, unsigned);
+int	tier_remote(int);
 const char *tier_cap_name(unsigned);
 int	tier_same_file(int, const struct stat *, uint64_t, uint64_t);
 int	tier_same_mtime(int, const struct stat *, int64_t);

@@ -38,6 +38,35 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/*
+ * d_ino of an entry is the inode number stat gives: from the listing (the
+ * index), the node table or the index; until the scan has indexed the
+ * name, a lookup (if allowed) lets the index learn it.
+ */
+static fuse_ino_t
+op_dirent_ino(struct node *dir, const struct dirent_m *ent, int lookup)
+{
+	struct fuse_entry_param	 e;
+	struct irow		 r;
+	struct node		*c;
+	fuse_ino_t		 ino;
+
+	if (ent->id != 0)
+		return (ent->id);
+	if ((c = node_find(dir, ent->name)) != NULL) {
+		ino = c->id;
+		node_put(c);
+		return (ino);
+	}
+	if (index_lookup(dir->id, ent->name, &r) == 0)
+		return (r.id);
+	if (lookup && resolve_lookup(dir, ent->name, &e, NULL) == 0) {
+		node_forget(e.ino, 1);
+		return (e.ino);
+	}
+	return (ent->ino);
+}
+
 /* Offsets: 1 follows ".", 2 follows "..", k + 3 follows entry k. */
 static void
 op_readdir_common(fuse_req_t req, size_t size, off_t off,
@@ -86,40 +115,36 @@ op_readdir_common(fuse_req_t req, size_t size, off_t off,
 		}
 		ent = &h->list.ents[k - 2];
 		if (plus) {
-			rv = resolve_lookup_at(h->node, ent->name, ent->tier,
+			/*
+			 * Attributes cost a call to the entry's tier: one a
+			 * local tier answers at once, but a trip over the
+			 * network for each name on a remote one, so those
+			 * names go without (the kernel looks one up when it
+			 * is used).  A name whose tier fails is listed all
+			 * the same: a listing with a hole would tell a
+			 * backup or rsync --delete it was gone.
+			 */
+			rv = tier_remote(ent->tier) ? -EREMOTE :
+			    resolve_lookup_at(h->node, ent->name, ent->tier,
 			    0, &e);
-			if (rv != 0)
+			if (rv == -ENOENT)
 				continue;	/* gone since the listing */
+			if (rv != 0) {
+				memset(&e, 0, sizeof e);
+				e.attr.st_ino = op_dirent_ino(h->node, ent, 0);
+				e.attr.st_mode = (mode_t)ent->type << 12;
+			}
 			len = fuse_add_direntry_plus(req, p, rem, ent->name,
 			    &e, k + 1);
 			if (len > rem) {
-				node_forget(e.ino, 1);
+				if (e.ino != 0)
+					node_forget(e.ino, 1);
 				break;
 			}
 		} else {
-			/*
-			 * d_ino is the inode number stat gives: from the
-			 * index, or the node table; until the scan has
-			 * indexed the name, the index learns it here.
-			 */
-			struct node	*c = node_find(h->node, ent->name);
-			struct irow	 r;
-
 			memset(&st, 0, sizeof st);
-			if (ent->id != 0)
-				st.st_ino = ent->id;
-			else if (c != NULL)
-				st.st_ino = c->id;
-			else if (index_lookup(h->node->id, ent->name, &r) == 0)
-				st.st_ino = r.id;
-			else if (resolve_lookup(h->node, ent->name, &e,
-			    NULL) == 0) {
-				st.st_ino = e.ino;
-				node_forget(e.ino, 1);
-			} else
-				st.st_ino = ent->ino;
+			st.st_ino = op_dirent_ino(h->node, ent, 1);
 			st.st_mode = (mode_t)ent->type << 12;
-			node_put(c);
 			len = fuse_add_direntry(req, p, rem, ent->name, &st,
 			    k + 1);
 			if (len > rem)

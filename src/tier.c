@@ -87,6 +87,17 @@ fail:
 
 #define TIER_FUSE_MAGIC	0x65735546	/* statfs f_type of any FUSE mount */
 
+/* statfs f_type of file systems whose every call goes over a network. */
+static const long tier_remote_magic[] = {
+	TIER_FUSE_MAGIC,	/* sshfs, s3fs, rclone, ... */
+	0x6969,			/* NFS */
+	0xff534d42,		/* CIFS */
+	0xfe534d42,		/* SMB2 */
+	0x517b,			/* SMB */
+	0x01021997,		/* 9P */
+	0x00c36400,		/* Ceph */
+};
+
 static const char *const tier_caps[] = {
 	"rename_noreplace", "rename_exchange", "hardlinks", "nlink",
 	"xattrs", "stable_inodes", "ns_times"
@@ -108,6 +119,12 @@ int
 tier_has(int t, unsigned cap)
 {
 	return ((dfs.tiers[t].caps & cap) == cap);
+}
+
+int
+tier_remote(int t)
+{
+	return (dfs.tiers[t].remote);
 }
 
 /*
@@ -168,6 +185,12 @@ tier_probe(int t, int inodes)
 	tier_mountinfo(t, &nsi);
 	tr->magic = fstatfs(tr->fd, &sf) == 0 ? (long)sf.f_type : 0;
 	unstable = nsi || tr->magic == TIER_FUSE_MAGIC;
+	tr->remote = 0;
+	for (i = 0; i < sizeof tier_remote_magic / sizeof tier_remote_magic[0];
+	    i++)
+		/* f_type is 32 bits, sign-extended on some ABIs */
+		if ((uint32_t)tr->magic == (uint32_t)tier_remote_magic[i])
+			tr->remote = 1;
 	if ((env = getenv("DFS_NO_PROBE")) != NULL && *env != '\0') {
 		/* Tests only: the tier as dfs took every tier before it probed. */
 		tr->caps = TIER_CAP_ALL;

@@ -355,3 +355,53 @@ def test_stable_inodes_override():
             a, b = os.stat(m.p("d", "f")), os.stat(m.p("d", "g"))
             eq((a.st_ino, b.st_ino, a.st_nlink), (ino, ino, 2),
                "st_ino and st_nlink on t%d" % tier)
+
+
+def _tier_calls(m, t):
+    """The backing-call counters of tier t, as dfsctl stats gives them."""
+    s = json.loads(m.ctl("--json", "stats"))["tiers"][t]
+    return {k: s[k] for k in ("lookup", "readdir", "open", "xattr")}
+
+
+def test_remote_listing_costs_no_call_and_has_no_holes():
+    names = ["r%02d" % i for i in range(30)] + ["l%d" % i for i in range(5)]
+
+    def populate(m):
+        for n in names:
+            mkfile(m.t(1 if n[0] == "r" else 0, "d", n), n.encode())
+    with SshMount(policies="", populate=populate) as m:
+        m.wait_indexed()
+        pr = Problems(m)
+        drop_caches()
+        before = _tier_calls(m, 1)
+        pr.eq(sorted(os.listdir(m.p("d"))), sorted(names),
+              "listing of a directory on both tiers")
+        pr.eq(_tier_calls(m, 1), before,
+              "calls to the remote tier for that listing")
+        pr.eq(read_file(m.p("d", "r07")), b"r07", "a remote file's content")
+
+        # the tier fails (its sshfs gone: every call ENOTCONN)
+        m.ssh.sshfs.kill()
+        m.ssh.sshfs.wait()
+        drop_caches()
+        try:
+            got = sorted(os.listdir(m.p("d")))
+            pr.eq(got, sorted(names), "listing with the remote tier down")
+        except OSError as e:
+            pr.eq(e.errno, errno.EIO, "listing with the remote tier down "
+                  "fails with: %s" % e)
+        pr.eq(read_file(m.p("d", "l3")), b"l3", "a tier-0 file's content "
+              "with the remote tier down")
+        try:
+            os.stat(m.p("d", "r11"))
+            pr.check(False, "stat of a remote file with its tier down "
+                     "succeeded")
+        except OSError as e:
+            pr.check(e.errno not in (0, errno.ENOENT),
+                     "stat of a remote file with its tier down: %s "
+                     "(it is not gone)" % e)
+        with open(m.p("d", "new"), "wb") as f:
+            f.write(b"made while the remote tier is down")
+        pr.eq(read_file(m.t(0, "d", "new")),
+              b"made while the remote tier is down", "a new file on tier 0")
+        pr.done()
