@@ -66,6 +66,7 @@ static const char *const mig_skip_names[MIG_SKIP_MAX] = {
 	[MIG_SKIP_RESIDENCY] = "minimum residency",
 	[MIG_SKIP_EXCLUDED] = "excluded",
 	[MIG_SKIP_LIMIT] = "run limit",
+	[MIG_SKIP_LONGPATH] = "path over PATH_MAX",
 };
 
 const char *
@@ -1284,8 +1285,24 @@ mig_one(const struct irow *r, int force_to, int promote,
 	it.from = src;
 	it.to = -1;
 	it.skip = -1;
-	if (index_path(r->id, it.path, sizeof it.path) != 0 ||
-	    (n = resolve_node(r->id, 0)) == NULL)
+	/*
+	 * Policies match whole paths, and recovery finds a move's directory
+	 * by one: a file deeper than PATH_MAX stays where it is, counted.
+	 */
+	if ((rv = index_path(r->id, it.path, sizeof it.path)) != 0) {
+		if (rv != -ENAMETOOLONG)
+			return;
+		size_t	l = strlen(it.path), cut;
+
+		/* index_path leaves the end of the path: shown as such */
+		cut = l + 4 > sizeof it.path ? l + 4 - sizeof it.path : 0;
+		memmove(it.path + 3, it.path + cut, l - cut + 1);
+		memcpy(it.path, "...", 3);
+		n = NULL;
+		it.skip = MIG_SKIP_LONGPATH;
+		goto done;
+	}
+	if ((n = resolve_node(r->id, 0)) == NULL)
 		return;
 	if (n->is_dir || node_name(n, &parent, name, sizeof name) != 0 ||
 	    n->tier != src || (fd = node_dirfd(parent, src)) < 0 ||
