@@ -442,6 +442,7 @@ struct node *node_enter(struct node *, const char *, const struct probe *);
 struct node *node_find(struct node *, const char *);
 struct node *node_self(struct node *, int);
 void	node_scanned(void);
+void	node_listing_changed(fuse_ino_t);
 void	node_busy_enter(struct node *);
 void	node_busy_leave(struct node *);
 void	node_move_begin(struct node *);
@@ -469,6 +470,7 @@ int	resolve_probe(struct node *, const char *, struct probe *);
 int	resolve_lookup(struct node *, const char *, struct fuse_entry_param *,
 	    struct node **);
 int	resolve_list(struct node *, struct dirlist *);
+int	resolve_complete(struct node *);
 long	resolve_subdirs(struct node *);
 int	resolve_stat(struct node *, struct stat *);
 void	resolve_nlink(int, fuse_ino_t, struct stat *);

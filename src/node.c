@@ -783,11 +783,25 @@ node_scanned(void)
 			node_learn_tiers_locked(d->v[i], r.tiers);
 			pthread_mutex_unlock(&node_mtx);
 		}
+		node_listing_changed(d->v[i]->id);
 		node_put(d->v[i]);
 	}
+	node_listing_changed(FUSE_ROOT_ID);
 	free(d->v);
 	d->v = NULL;
 	d->n = d->cap = 0;
+}
+
+/*
+ * The kernel keeps a listing it read from the index (op_opendir) until it
+ * changes the directory itself; a change it did not make (a scan, a stale
+ * row) must drop that copy.
+ */
+void
+node_listing_changed(fuse_ino_t id)
+{
+	if (dfs.se != NULL)
+		fuse_lowlevel_notify_inval_inode(dfs.se, id, 0, 0);
 }
 
 /*

@@ -32,6 +32,15 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->fd = -1;
 	h->node = n;
 	fi->fh = (uintptr_t)h;
+	/*
+	 * A listing from the index changes only through this mount, which
+	 * the kernel sees, or by a scan, which drops the kernel's copy: the
+	 * kernel may keep it across opens and answer the next listing itself.
+	 */
+	if (resolve_complete(n)) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	if (fuse_reply_open(req, fi) != 0) {
 		node_put(n);
 		free(h);

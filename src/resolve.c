@@ -90,7 +90,7 @@ resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
  * does, except for directories found outside a scan (a tier changed
  * behind dfs's back), which are read from the tiers until the next scan.
  */
-static int
+int
 resolve_complete(struct node *dir)
 {
 	return (index_is_scanned() && !dir->partial);
@@ -104,6 +104,7 @@ resolve_stale(struct node *parent, const char *name)
 	    (unsigned long long)parent->id);
 	index_unlink(parent->id, name);
 	node_alias_remove(parent, name);
+	node_listing_changed(parent->id);
 }
 
 /*
