@@ -66,6 +66,8 @@ struct ctl_client {
 				    CTL_ERR_MAX];
 	int			 closing;	/* close once the reply is out */
 	uint64_t		 deadline;	/* ms, CLOCK_MONOTONIC */
+	int			 working;	/* a worker makes the reply */
+	int			 done;		/* ...and has: ctl_work_mtx */
 };
 
 struct ctl_command {
@@ -170,6 +172,17 @@ static const struct {
 
 static int			 ctl_fd = -1;
 static int			 ctl_wake[2] = { -1, -1 };
+static atomic_int		 ctl_stopping;
+
+/*
+ * Commands that may read the whole index (a dry run over millions of
+ * files, every conflict or pin) run in a worker thread of their own, so
+ * that status, stats, where and explain keep answering meanwhile.
+ */
+#define CTL_MAX_WORKERS	4
+static pthread_mutex_t		 ctl_work_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		 ctl_work_cv = PTHREAD_COND_INITIALIZER;
+static unsigned			 ctl_nworkers;
 static char			*ctl_path;
 static dev_t			 ctl_dev;
 static ino_t			 ctl_ino;
@@ -2152,6 +2165,86 @@ ctl_write(struct ctl_client *c)
 	return (0);
 }
 
+static int
+ctl_slow(uint16_t command)
+{
+	return (command == DFS_CMD_MIGRATE_PLAN ||
+	    command == DFS_CMD_CONFLICTS || command == DFS_CMD_PINS);
+}
+
+static void *
+ctl_work(void *arg)
+{
+	struct ctl_client	*c = arg;
+	sigset_t		 set;
+
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	ctl_dispatch(c);
+	pthread_mutex_lock(&ctl_work_mtx);
+	c->done = 1;
+	(void)!write(ctl_wake[1], "w", 1);
+	ctl_nworkers--;
+	pthread_cond_broadcast(&ctl_work_cv);
+	pthread_mutex_unlock(&ctl_work_mtx);
+	return (NULL);
+}
+
+/*
+ * Run c's request in a worker if it is slow and there is room for one.
+ * The control thread leaves c alone until the worker is done.
+ */
+static int
+ctl_work_start(struct ctl_client *c)
+{
+	pthread_attr_t	attr;
+	pthread_t	t;
+	int		rv;
+
+	if (!ctl_slow(c->hdr.command))
+		return (-1);
+	pthread_mutex_lock(&ctl_work_mtx);
+	if (ctl_nworkers >= CTL_MAX_WORKERS) {
+		pthread_mutex_unlock(&ctl_work_mtx);
+		return (-1);
+	}
+	ctl_nworkers++;
+	c->working = 1;
+	c->done = 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rv = pthread_create(&t, &attr, ctl_work, c);
+	pthread_attr_destroy(&attr);
+	if (rv != 0) {
+		ctl_nworkers--;
+		c->working = 0;
+	}
+	pthread_mutex_unlock(&ctl_work_mtx);
+	return (rv == 0 ? 0 : -1);
+}
+
+/* Replies the workers have made: send them. */
+static void
+ctl_work_collect(void)
+{
+	struct ctl_client	*c;
+	unsigned		 i;
+	int			 done;
+
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		c = &ctl_clients[i];
+		if (c->fd == -1 || !c->working)
+			continue;
+		pthread_mutex_lock(&ctl_work_mtx);
+		done = c->done;
+		pthread_mutex_unlock(&ctl_work_mtx);
+		if (done) {
+			c->working = c->done = 0;
+			ctl_write(c);
+		}
+	}
+}
+
 static void
 ctl_read(struct ctl_client *c)
 {
@@ -2206,6 +2299,8 @@ ctl_read(struct ctl_client *c)
 			}
 		}
 	}
+	if (ctl_work_start(c) == 0)
+		return;
 	ctl_dispatch(c);
 	ctl_write(c);
 }
@@ -2297,7 +2392,7 @@ ctl_main(void *arg)
 			next = ctl_accept_after;
 		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
 			c = &ctl_clients[i];
-			if (c->fd == -1)
+			if (c->fd == -1 || c->working)
 				continue;
 			pfd[n].fd = c->fd;
 			pfd[n].events = c->out != NULL ? POLLOUT : POLLIN;
@@ -2321,8 +2416,15 @@ ctl_main(void *arg)
 			}
 			continue;
 		}
-		if (pfd[0].revents != 0)
-			break;
+		if (pfd[0].revents != 0) {
+			char	drain[64];
+
+			while (read(ctl_wake[0], drain, sizeof drain) > 0)
+				;
+			if (atomic_load(&ctl_stopping))
+				break;
+			ctl_work_collect();
+		}
 		for (j = 1; j < n; j++) {
 			if (pfd[j].revents == 0)
 				continue;
@@ -2341,10 +2443,16 @@ ctl_main(void *arg)
 		now = ctl_now();
 		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
 			c = &ctl_clients[i];
-			if (c->fd != -1 && c->deadline <= now)
+			if (c->fd != -1 && !c->working && c->deadline <= now)
 				ctl_expire(c);
 		}
 	}
+
+	/* Workers use their clients' slots: wait for them to finish. */
+	pthread_mutex_lock(&ctl_work_mtx);
+	while (ctl_nworkers > 0)
+		pthread_cond_wait(&ctl_work_cv, &ctl_work_mtx);
+	pthread_mutex_unlock(&ctl_work_mtx);
 
 	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
 		if (ctl_clients[i].fd != -1)
@@ -2506,6 +2614,7 @@ ctl_start(const char *path, char **cause)
 	clock_gettime(CLOCK_MONOTONIC, &ctl_started);
 
 	/* The thread starts with every signal blocked. */
+	atomic_store(&ctl_stopping, 0);
 	sigfillset(&set);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	rv = pthread_create(&ctl_thread, NULL, ctl_main, NULL);
@@ -2544,6 +2653,7 @@ ctl_stop(void)
 
 	if (!ctl_running)
 		return;
+	atomic_store(&ctl_stopping, 1);
 	(void)!write(ctl_wake[1], "", 1);
 	pthread_join(ctl_thread, NULL);
 	ctl_running = 0;

@@ -572,3 +572,48 @@ def test_migrate_now_wait():
         j = json.loads(ok(m, "migrate", "--status", "--json"))
         check(not j["running"] and len(j["runs"]) >= 2, "--status: %r" % j)
         still_serving(m)
+
+
+def _many_old(m):
+    os.makedirs(m.t(0, "many"))
+    for i in range(100):
+        d = m.t(0, "many", "d%02d" % i)
+        os.mkdir(d)
+        for j in range(1000):
+            p = os.path.join(d, "f%d" % j)
+            os.mknod(p)
+            os.utime(p, (OLD, OLD))
+
+
+def test_status_answers_during_a_long_dry_run():
+    # 100,000 candidates: the dry run takes seconds; commands that need
+    # not read the whole index answer meanwhile.
+    with MigMount(populate=_many_old) as m:
+        ok(m, "scan", "--status", "--wait")
+        plan = subprocess.Popen(
+            [dfsctl_bin(), "-s", m.sock, "--json", "migrate", "--dry-run"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        try:
+            slowest, during = 0.0, 0
+            for _ in range(20):
+                t = time.monotonic()
+                ok(m, "status")
+                ok(m, "where", m.p("many", "d07", "f7"))
+                took = time.monotonic() - t
+                if plan.poll() is not None:
+                    break
+                during += 1
+                slowest = max(slowest, took)
+            out, err = plan.communicate(timeout=300)
+        finally:
+            if plan.poll() is None:
+                plan.kill()
+                plan.wait()
+        eq(plan.returncode, 0, "the dry run: %r" % err[-300:])
+        j = json.loads(out)
+        check(j["files"] > 0, "the dry run found the files: %r" %
+              {k: v for k, v in j.items() if k not in ("moves", "left")})
+        check(during > 0, "no status answered while the dry run ran")
+        check(slowest < 1.0, "status and where took up to %.2f s during the "
+              "dry run" % slowest)
