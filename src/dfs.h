@@ -391,6 +391,7 @@ void	index_defer_stat(fuse_ino_t, const struct stat *);
 void	index_defer_access(fuse_ino_t, int64_t);
 void	index_flush(int64_t);
 int	index_hot(int, int64_t, int64_t, size_t, struct irow **, size_t *);
+int	index_is_hot(fuse_ino_t, int64_t, int64_t);
 int	index_scan_begin(unsigned, char **);
 int	index_scan_tier(fuse_ino_t, const char *);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,

@@ -1564,6 +1564,26 @@ index_hot(int t, int64_t reads, int64_t since, size_t limit,
 	return (0);
 }
 
+/* Would index_hot list inode id?  1 or 0. */
+int
+index_is_hot(fuse_ino_t id, int64_t reads, int64_t since)
+{
+	sqlite3_stmt	*q;
+	int		 hot = 0;
+
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep("SELECT 1 FROM inode WHERE id = ?1 AND "
+	    "type = 32768 AND accesses >= ?2 AND window_start > ?3")) != NULL) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int64(q, 2, reads);
+		sqlite3_bind_int64(q, 3, since);
+		hot = sqlite3_step(q) == SQLITE_ROW;
+		sqlite3_finalize(q);
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (hot);
+}
+
 /* The path of inode id from the mount root ("/a/b"), for policies and logs. */
 int
 index_path(fuse_ino_t id, char *buf, size_t len)

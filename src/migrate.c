@@ -1258,6 +1258,7 @@ struct mig_plan {
 	void		 *arg;
 	unsigned long	  files;
 	uint64_t	  bytes;
+	int		  all;		/* also files that stay put: explain */
 };
 
 /*
@@ -1398,7 +1399,7 @@ done:
 		pthread_mutex_lock(&mig_mtx);
 		mig_cur.skipped[it.skip]++;
 		pthread_mutex_unlock(&mig_mtx);
-	} else if (plan != NULL && it.skip >= 0)
+	} else if (plan != NULL && (it.skip >= 0 || plan->all))
 		plan->cb(plan->arg, &it);
 out:
 	node_put(parent);
@@ -1824,29 +1825,59 @@ migrate_status(struct mig_status *s)
 	pthread_mutex_unlock(&mig_mtx);
 }
 
+static void	mig_flush_deferred(void);
+
 /* What a run would do, without moving anything. */
 void
 migrate_plan(const char *const *paths, size_t npaths,
     void (*cb)(void *, const struct mig_item *), void *arg)
 {
-	struct mig_plan	plan = { cb, arg, 0, 0 };
+	struct mig_plan	plan = { cb, arg, 0, 0, 0 };
 
+	mig_flush_deferred();
 	scan_hold();
 	mig_run((char **)paths, npaths, &plan);
 	scan_release();
 }
 
-/* Which policy decides for the file at path, and why. */
+/*
+ * Sizes, times and accesses queued for the index: written before a plan
+ * or an explanation, as the worker does before a run, so that each sees
+ * what the run would.
+ */
+static void
+mig_flush_deferred(void)
+{
+	int64_t	window;
+
+	pthread_mutex_lock(&mig_conf_mtx);
+	window = mig_conf != NULL ?
+	    mig_conf->migration.promote_window * 1000000000 : 0;
+	pthread_mutex_unlock(&mig_conf_mtx);
+	index_flush(window);
+}
+
+static void
+mig_explain_cb(void *arg, const struct mig_item *it)
+{
+	*(struct mig_item *)arg = *it;
+}
+
+/*
+ * What a run would do with the file at path, and why: the worker's own
+ * decision (mig_one, planning), so that explain cannot disagree with it.
+ */
 int
 migrate_explain(const char *path, char *buf, size_t len)
 {
-	const struct dfs_config_policy	*p;
-	struct irow			 r;
-	struct node			*n, *parent;
-	struct stat			 st;
-	char				 name[NAME_MAX + 1], why[256];
-	int				 rv, k, fd;
+	struct mig_limits	 lim = { 0, 0 };
+	struct mig_item		*it;
+	struct mig_plan		 plan = { mig_explain_cb, NULL, 0, 0, 1 };
+	struct irow		 r;
+	int64_t			 reads, window;
+	int			 rv, promote;
 
+	mig_flush_deferred();
 	if ((rv = index_resolve(path, &r)) != 0)
 		return (rv);
 	if (r.type != S_IFREG) {
@@ -1854,38 +1885,41 @@ migrate_explain(const char *path, char *buf, size_t len)
 		    path);
 		return (0);
 	}
-	if ((n = resolve_node(r.id, 0)) == NULL)
-		return (-ENOENT);
-	rv = node_name(n, &parent, name, sizeof name);
-	if (rv == 0) {
-		fd = node_dirfd(parent, n->tier);
-		rv = fd < 0 ? fd : tier_fstatat(n->tier, fd, name, &st);
-		node_put(parent);
-	}
-	node_put(n);
-	if (rv != 0)
-		return (rv);
+	if ((it = calloc(1, sizeof *it)) == NULL)
+		return (-ENOMEM);
+	it->from = -2;		/* no decision came */
+	plan.arg = it;
 	pthread_mutex_lock(&mig_conf_mtx);
-	k = policy_match(mig_conf, path, &st, &r, r.tier,
-	    mig_now_ns() / 1000000000, why, sizeof why);
-	if (k < 0)
-		snprintf(buf, len, "%s: on tier %s; stays: %s", path,
-		    dfs.tiers[r.tier].name, why);
-	else {
-		p = &mig_conf->policies[k];
-		if (p->action == DFS_POLICY_EXCLUDE)
-			snprintf(buf, len, "%s: on tier %s; stays: excluded by "
-			    "policy %s (%s)", path, dfs.tiers[r.tier].name,
-			    p->name, why);
-		else
-			snprintf(buf, len, "%s: on tier %s; policy %s moves it "
-			    "to %s (%s)%s", path, dfs.tiers[r.tier].name,
-			    p->name, dfs.tiers[p->to].name, why,
-			    mig_pinned(r.id) ? ", but it is pinned" :
-			    mig_nlink(r.tier, r.id, &st) > 1 ?
-			    ", but it has hard links" : "");
-	}
+	reads = mig_conf != NULL ? mig_conf->migration.promote_after_reads : 0;
+	window = mig_conf != NULL ? mig_conf->migration.promote_window : 0;
 	pthread_mutex_unlock(&mig_conf_mtx);
+	promote = r.tier > 0 && reads > 0 && index_is_hot(r.id, reads,
+	    mig_now_ns() - window * 1000000000);
+	mig_one(&r, promote ? 0 : -1, promote, &plan, &lim);
+	if (it->from == -2)
+		snprintf(buf, len, "%s: on tier %s; changed or gone since the "
+		    "index saw it", path, dfs.tiers[r.tier].name);
+	else if (it->skip == MIG_SKIP_EXCLUDED)
+		snprintf(buf, len, "%s: on tier %s; stays: excluded by policy "
+		    "%s (%s)", path, dfs.tiers[r.tier].name, it->policy,
+		    it->why);
+	else if (it->skip >= 0 && it->to >= 0)
+		snprintf(buf, len, "%s: on tier %s; %s %s moves it to %s (%s), "
+		    "but it stays: %s", path, dfs.tiers[r.tier].name,
+		    promote ? "a" : "policy", it->policy,
+		    dfs.tiers[it->to].name, it->why, migrate_skip_name(it->skip));
+	else if (it->skip >= 0)
+		snprintf(buf, len, "%s: on tier %s; stays: %s", path,
+		    dfs.tiers[r.tier].name, migrate_skip_name(it->skip));
+	else if (it->to >= 0 && it->to != r.tier)
+		snprintf(buf, len, "%s: on tier %s; %s %s moves it to %s (%s)",
+		    path, dfs.tiers[r.tier].name, promote ? "a" : "policy",
+		    it->policy, dfs.tiers[it->to].name, it->why);
+	else
+		snprintf(buf, len, "%s: on tier %s; stays: %s", path,
+		    dfs.tiers[r.tier].name, it->why[0] != '\0' ? it->why :
+		    "no policy takes it");
+	free(it);
 	return (0);
 }
 

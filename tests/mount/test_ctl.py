@@ -576,7 +576,7 @@ def test_migrate_now_wait():
 
 def _many_old(m):
     os.makedirs(m.t(0, "many"))
-    for i in range(100):
+    for i in range(60):
         d = m.t(0, "many", "d%02d" % i)
         os.mkdir(d)
         for j in range(1000):
@@ -586,7 +586,7 @@ def _many_old(m):
 
 
 def test_status_answers_during_a_long_dry_run():
-    # 100,000 candidates: the dry run takes seconds; commands that need
+    # 60,000 candidates: the dry run takes seconds; commands that need
     # not read the whole index answer meanwhile.
     with MigMount(populate=_many_old) as m:
         ok(m, "scan", "--status", "--wait")

@@ -13,6 +13,7 @@ run that moves a file or meets an error), never from a sleep.
 
 import errno
 import hashlib
+import json
 import os
 import random
 import re
@@ -1377,4 +1378,66 @@ def test_switch_on_disk_without_its_rename():
         pr.check(read_file(m.p("d", "f")) == data, "content through the "
                  "mount")
         pr.eq(temps(m), [], "temp files")
+        pr.done()
+
+
+def test_explain_and_dry_run_agree_with_the_run():
+    # a tree with every reason to move or stay; explain, the dry run and
+    # the run itself must give each file the same fate
+    def populate(m):
+        mkfile(m.t(0, "t", "bounce"), b"b" * 100)
+        mkfile(m.t(1, "t", "hot"), b"h" * 100)
+    pols = (policy("back", frm="t1", to="t0", paths=["/t/bounce"]) +
+            policy("keep", action="exclude", paths=["/t/keep/*"]) +
+            policy("cold", frm="t0", to="t1", age="1d"))
+    with MigMount(pols, populate=populate,
+                  migration={"min_residency": "1h",
+                             "promote_after_reads": "2",
+                             "promote_window": "1d"}) as m:
+        m.migrate()     # bounce goes down, and may not come back for 1h
+        eq(where(m, "t/bounce"), "t1", "bounce after the first run")
+        files = ["t/old", "t/new", "t/keep/old", "t/pinned", "t/link1",
+                 "t/sub/link2", "t/bounce", "t/hot"]
+        for rel in ("t/old", "t/new", "t/keep/old", "t/pinned",
+                    "t/link1"):
+            os.makedirs(os.path.dirname(m.p(rel)), exist_ok=True)
+            write_file(m.p(rel), rel.encode())
+            if rel != "t/new":
+                os.utime(m.p(rel), (OLD, OLD))
+        os.makedirs(m.p("t", "sub"))
+        os.link(m.p("t", "link1"), m.p("t", "sub", "link2"))
+        rc, out, err = run([dfsctl_bin(), "-s", m.sock, "pin",
+                            m.p("t", "pinned")])
+        eq(rc, 0, "pin: %s" % err)
+        read_file(m.p("t", "hot"))
+        read_file(m.p("t", "hot"))
+        want = {"t/old": "t1", "t/new": "t0", "t/keep/old": "t0",
+                "t/pinned": "t0", "t/link1": "t1", "t/sub/link2": "t1",
+                "t/bounce": "t1", "t/hot": "t0"}
+        pr = Problems(m)
+        explained = {}
+        for rel in files:
+            rc, out, err = run([dfsctl_bin(), "-s", m.sock, "explain",
+                                m.p(rel)])
+            pr.eq(rc, 0, "explain %s: %s" % (rel, err))
+            moves = re.search(r"moves it to (\w+)", out)
+            explained[rel] = (moves.group(1) if moves and "but it stays"
+                              not in out else where(m, rel))
+            pr.eq(explained[rel], want[rel], "explain %s: %r" % (rel, out))
+        rc, out, err = run([dfsctl_bin(), "-s", m.sock, "--json", "migrate",
+                            "--dry-run"])
+        pr.eq(rc, 0, "dry run: %s" % err)
+        plan = json.loads(out)
+        # a link group moves as one file, listed by one of its names
+        planned = sorted({os.stat(x["path"]).st_ino for x in plan["moves"]})
+        pr.eq(planned, sorted({os.stat(m.p(r)).st_ino for r in files
+                               if explained[r] != where(m, r)}),
+              "the dry run's moves against explain's (inode numbers)")
+        m.migrate()
+        for rel in files:
+            pr.eq(where(m, rel), want[rel], "%s after the run" % rel)
+            pr.eq(read_file(m.p(rel)), b"h" * 100 if rel == "t/hot" else
+                  b"b" * 100 if rel == "t/bounce" else
+                  b"t/link1" if rel.endswith("link2") else rel.encode(),
+                  "content of %s" % rel)
         pr.done()
