@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -439,6 +440,7 @@ main(int argc, char **argv)
 	struct fuse_session	*se;
 	struct fuse_loop_config	*lc;
 	struct stat		 st;
+	struct statvfs		 sv;
 	pthread_t		 sigthread;
 	sigset_t		 set;
 	char			*fuse_opts = NULL, *cause = NULL, *p;
@@ -537,7 +539,11 @@ main(int argc, char **argv)
 			}
 		}
 	}
-	if (stat(mnt, &st) == -1 && errno == ENOTCONN && !check)
+	/*
+	 * statfs, not stat: the kernel may answer a stat of a dead mount's
+	 * root from attributes it still holds, but never a statfs.
+	 */
+	if (!check && statvfs(mnt, &sv) == -1 && errno == ENOTCONN)
 		dfs_detach_stale(mnt);
 	if (stat(mnt, &st) == -1) {
 		fprintf(stderr, "dfs: mount point %s: %s\n", mnt,
@@ -597,6 +603,10 @@ main(int argc, char **argv)
 	if ((rv = migrate_recover()) != 0)
 		dfs_fail(report, "recovery of interrupted migrations: %s",
 		    strerror(-rv));
+	if (index_trust_previous())
+		log_info("index %s: whole at the last stop; served at once, "
+		    "while a scan looks for changes made meanwhile",
+		    dfs.index_path);
 	migrate_configure(dfs_conf);
 	if (fuse_opt_add_arg(&args, "dfs") != 0 ||
 	    fuse_opt_add_arg(&args, "-o") != 0 ||

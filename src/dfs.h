@@ -358,6 +358,7 @@ int	redo_read(struct redo_rec **, size_t *);
 int	index_open(const char *, char **);
 void	index_close(int);
 int	index_is_scanned(void);
+int	index_trust_previous(void);
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
 int	index_get(fuse_ino_t, struct irow *);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);

@@ -150,6 +150,7 @@ static struct index_conn	 index_main;
 static pthread_mutex_t		 index_mtx = PTHREAD_MUTEX_INITIALIZER;
 static char			*index_file;
 static atomic_int		 index_scanned;	/* a full scan has completed */
+static int			 index_trust;	/* clean stop after a full scan */
 static atomic_long		 index_gen;	/* the current scan generation */
 
 static int	index_sync_locked(void);
@@ -330,8 +331,12 @@ index_open(const char *path, char **cause)
 	rv = dirty || !scanned;
 	/*
 	 * A scan runs at every start, since the tiers may have changed while
-	 * dfs was down; until it completes, misses probe the tiers.
+	 * dfs was down; until it completes, misses probe the tiers, unless
+	 * index_trust_previous finds the index as whole as the last stop
+	 * left it.
 	 */
+	index_trust = !dirty && scanned && index_meta_get(c, "ntiers", 0) ==
+	    dfs.ntiers;
 	atomic_store(&index_scanned, 0);
 	return (rv);
 }
@@ -365,9 +370,13 @@ index_check_tier(int t, const char *what, int64_t now, int accept,
 		    (unsigned long long)now, (unsigned long long)known);
 		return (-1);
 	}
-	if (known != 0 && known != now)
+	if (known != 0 && known != now) {
 		log_warn("tier %s (%s): a new file system, as -o retier "
 		    "allows", dfs.tiers[t].name, dfs.tiers[t].path);
+		index_trust = 0;
+	}
+	if (known == 0)
+		index_trust = 0;	/* a tier the index has not seen */
 	return (0);
 }
 
@@ -413,6 +422,22 @@ index_close(int clean)
 	pthread_mutex_unlock(&index_mtx);
 	free(index_file);
 	index_file = NULL;
+}
+
+/*
+ * After a clean stop that followed a completed scan, on the same tiers,
+ * the index holds every name dfs made or saw: serve from it at once (no
+ * probe of any tier for a miss) while the start-up scan looks for what
+ * changed on the tiers while dfs was down, as a dfsctl scan would on a
+ * live mount.  Returns 1 if it did.
+ */
+int
+index_trust_previous(void)
+{
+	if (!index_trust)
+		return (0);
+	atomic_store(&index_scanned, 1);
+	return (1);
 }
 
 int
@@ -2213,8 +2238,10 @@ index_scan_end(int ok)
 		    "DELETE FROM inode WHERE id != 1 AND id NOT IN "
 		    "(SELECT inode FROM dentry);"
 		    "INSERT OR REPLACE INTO meta VALUES ('scanned', 1);"
+		    "INSERT OR REPLACE INTO meta VALUES ('ntiers', %d);"
 		    "INSERT OR REPLACE INTO meta VALUES ('gen', %ld);",
-		    atomic_load(&index_gen), atomic_load(&index_gen));
+		    atomic_load(&index_gen), dfs.ntiers,
+		    atomic_load(&index_gen));
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			rv = index_err(c->db, "scan sweep");
 	}

@@ -270,12 +270,13 @@ class Mount:
             self._fail("cannot start %s: %s" % (dfs_bin(), e))
 
         # a dead mount left by a killed dfs stays listed (ENOTCONN) until the
-        # new dfs detaches it, so "mounted" means listed and answering
+        # new dfs detaches it, so "mounted" means listed and answering:
+        # statfs, which the kernel never answers from its cache
         def live():
             if not is_mounted(self.mnt):
                 return False
             try:
-                os.stat(self.mnt)
+                os.statvfs(self.mnt)
             except OSError:
                 return False
             return True

@@ -552,3 +552,76 @@ def test_where():
         rc, out, err = dfsctl("where", sock=m.sock)
         eq(rc, 2, "where without a path")
         check("usage:" in err, "usage")
+
+
+def _restart_with(m, change):
+    """Stop dfs cleanly, change the tiers with it down, start it again."""
+    eq(unmount(m.mnt), "unmounted", "unmount")
+    eq(m.proc.wait(timeout=30), 0, "dfs exit status")
+    m._logf.close()
+    m._logf = None
+    m._was_mounted = False
+    change()
+    m._start()
+
+
+def test_restart_serves_the_index_at_once_and_finds_what_changed():
+    def pop(m):
+        # enough files that the start-up scan takes a moment
+        for i in range(60):
+            d = m.t(1, "big", "d%02d" % i)
+            os.makedirs(d)
+            for j in range(1000):
+                os.mknod(os.path.join(d, "f%d" % j))
+        for rel, t in (("c/keep", 1), ("c/gone", 1), ("c/ren", 1),
+                       ("c/size", 0), ("d/sub/x", 1)):
+            os.makedirs(os.path.dirname(m.t(t, rel)), exist_ok=True)
+            write_file(m.t(t, rel), rel)
+    with CtlMount(populate=pop) as m:
+        wait_scanned(m)
+        ino = os.stat(m.p("c", "keep")).st_ino
+
+        def change():
+            write_file(m.t(1, "c", "added"), "added")
+            os.unlink(m.t(1, "c", "gone"))
+            os.rename(m.t(1, "c", "ren"), m.t(1, "c", "ren2"))
+            write_file(m.t(0, "c", "size"), "a longer content")
+            os.utime(m.t(0, "c", "size"), (1000000000, 1000000000))
+            os.rename(m.t(1, "d", "sub"), m.t(1, "d", "sub2"))
+            os.makedirs(m.t(0, "newdir"))
+            write_file(m.t(0, "newdir", "f"), "new")
+        _restart_with(m, change)
+        # served from the index while the scan runs: a miss probes nothing
+        s = scan_state(m)
+        check(s["indexed"], "the index serves at once: %r" % s)
+        check("whole at the last stop" in m.log_text(), "log says so")
+        check(enoent(m.p("big", "d07", "nothere")), "a miss")
+        eq(os.stat(m.p("c", "keep")).st_ino, ino, "inode of c/keep")
+
+        wait_scanned(m)
+        eq(sorted(os.listdir(m.p("c"))), ["added", "keep", "ren2", "size"],
+           "c/ after the scan")
+        eq(read_file(m.p("c", "added")), b"added", "added while down")
+        check(enoent(m.p("c", "gone")), "removed while down")
+        check(enoent(m.p("c", "ren")), "renamed away while down")
+        eq(read_file(m.p("c", "ren2")), b"c/ren", "renamed to while down")
+        st = os.stat(m.p("c", "size"))
+        eq((st.st_size, int(st.st_mtime)), (16, 1000000000),
+           "size and mtime changed while down")
+        eq(sorted(os.listdir(m.p("d"))), ["sub2"], "d/ after the scan")
+        eq(read_file(m.p("d", "sub2", "x")), b"d/sub/x", "renamed directory")
+        eq(read_file(m.p("newdir", "f")), b"new", "a new directory")
+        eq(len(os.listdir(m.p("big", "d59"))), 1000, "big/d59")
+
+        # after a kill -9 the index is not trusted: full scan, probes
+        m.proc.kill()
+        m.proc.wait(timeout=30)
+        m.proc = None
+        m._logf.close()
+        m._logf = None
+        before = m.log_text().count("whole at the last stop")
+        m._start()
+        wait_scanned(m)
+        eq(m.log_text().count("whole at the last stop"), before,
+           "no trust after a kill -9")
+        eq(os.stat(m.p("c", "keep")).st_ino, ino, "inode of c/keep")
