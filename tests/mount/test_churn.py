@@ -31,6 +31,8 @@ Environment:
                     (default: random; printed, and named in a failure);
                     the timing of the threads is not replayed
   DFS_CHURN_ROUNDS  rounds (default 12, about 40-60 s; the old bug showed within 8)
+  DFS_CHURN_SECONDS run rounds until this many seconds have passed instead
+                    (scripts/soak)
 """
 
 import hashlib
@@ -51,6 +53,7 @@ from test_migrate import (OLD, TMP_PREFIX, MigMount, dfsctl_bin, dfsctl_has,
                           policy, run)
 
 ROUNDS = int(os.environ.get("DFS_CHURN_ROUNDS", "12"))
+SECONDS = float(os.environ.get("DFS_CHURN_SECONDS", "0"))
 THREADS = 4
 DIRS = ("d0", "d1", "d1/sub", "d2", "d3/x/y")
 PER_THREAD = 86             # files per client at the start
@@ -888,6 +891,7 @@ def _round(m, rnd, src, rng, clients, seed, stats):
     recovered = m.full_log()[log_at:].count("recovered the move")
     stats["recovered"] += recovered
     _check(m, clients, ctx, pr, stats)
+    stats["verified"] += sum(len(c.model.names) for c in clients)
     stats["findings"] += len(pr.items)
     for k, n in pr.kinds().items():
         stats["kinds"][k] = stats["kinds"].get(k, 0) + n
@@ -905,7 +909,7 @@ def test_clients_write_through_kills_during_migration():
     rng = random.Random(seed)
     models = [Model() for _ in range(THREADS)]
     stats = dict(ops=0, kills=0, recovered=0, findings=0, renumbered=[],
-                 kinds={})
+                 kinds={}, verified=0)
     rounds = 0
     t0 = time.monotonic()
     try:
@@ -918,18 +922,23 @@ def test_clients_write_through_kills_during_migration():
             clients = [Client(tid, random.Random(rng.randrange(1 << 32)),
                               models[tid], m, None)
                        for tid in range(THREADS)]
-            for rnd in range(ROUNDS):
+            rnd = 0
+            while (time.monotonic() - t0 < SECONDS if SECONDS > 0 else
+                   rnd < ROUNDS):
                 src = _round(m, rnd, src, rng, clients, seed, stats)
+                rnd += 1
                 rounds += 1
                 _age(m, rng, [c.model for c in clients])
     finally:
         ages = [a for a in stats["renumbered"] if a >= 0]
         print("churn: seed %d: %d rounds passed, %d client operations, %d "
-              "kills, %d moves recovered, %d findings%s; new inode numbers "
+              "kills, %d moves recovered, %d files verified, %d findings%s; "
+              "new inode numbers "
               "(allowed) for %d names made or renamed in flight at a kill "
               "and %d made or renamed %s before it; %.1f s" % (
                   seed, rounds, stats["ops"], stats["kills"],
-                  stats["recovered"], stats["findings"], " (%s)" % ", ".join(
+                  stats["recovered"], stats["verified"], stats["findings"],
+                  " (%s)" % ", ".join(
                       "%s %d" % kv for kv in sorted(stats["kinds"].items()))
                   if stats["kinds"] else "",
                   len(stats["renumbered"]) - len(ages), len(ages),
@@ -938,5 +947,5 @@ def test_clients_write_through_kills_during_migration():
                   time.monotonic() - t0), flush=True)
 
 
-test_clients_write_through_kills_during_migration.timeout = max(
-    120, 30 + 12 * ROUNDS)
+test_clients_write_through_kills_during_migration.timeout = (
+    SECONDS + 180 if SECONDS > 0 else max(120, 30 + 12 * ROUNDS))
