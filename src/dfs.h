@@ -71,6 +71,21 @@ struct tier {
 	struct tier_stats	 stats;
 };
 
+/*
+ * A tier's free space and health as its watcher last saw them: a statvfs
+ * made by a thread of its own, so that a tier that does not answer costs
+ * the asker a bound, not a hang.
+ */
+struct tier_space {
+	int		 known;		/* an answer has come */
+	int		 error;		/* errno of the last statvfs, or 0 */
+	long		 waiting;	/* s the call in progress has taken, or -1 */
+	uint64_t	 total;
+	uint64_t	 used;
+	uint64_t	 avail;		/* to unprivileged users */
+	int		 percent;	/* used / (used + avail), as df */
+};
+
 /* Whole-process state of the mount. */
 struct dfs {
 	struct tier	 tiers[DFS_MAX_TIERS];
@@ -304,6 +319,7 @@ int	tier_utimensat(int, int, const char *, const struct timespec *);
 int	tier_list(int, int, struct dirlist *);
 int	tier_dir_empty(int, int);
 int	tier_statfs(int, struct statvfs *);
+void	tier_space(struct tier_space *, int);
 int	tier_copy_xattrs(int, int, int);
 void	tier_count(int, atomic_uint_fast64_t *, uint64_t);
 int	tier_error(int, const char *, const char *, int);
