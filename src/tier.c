@@ -586,6 +586,62 @@ tier_error(int t, const char *op, const char *name, int err)
 	return (-err);
 }
 
+static _Thread_local struct tier_track	*tier_tracked;
+
+/* Calls from this thread are watched through tk (NULL: no longer). */
+void
+tier_track(struct tier_track *tk)
+{
+	tier_tracked = tk;
+}
+
+/* From the config, or the default for tiers given on the command line. */
+void
+tier_set_timeouts(const struct dfs_config *conf)
+{
+	double	s;
+	int	t;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		s = conf != NULL && t < conf->ntiers ? conf->tiers[t].timeout :
+		    DFS_TIER_TIMEOUT;
+		atomic_store(&dfs.tiers[t].timeout_ms, (long long)(s * 1000));
+	}
+}
+
+long long
+tier_now_ms(void)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+}
+
+/*
+ * Before a call a client waits on: while calls given up on are still out
+ * on the tier, it does not answer, and this call fails at once rather
+ * than hold one more thread.
+ */
+static int
+tier_call_begin(int t, const char *op, const char *name)
+{
+	if (tier_tracked == NULL)
+		return (0);
+	if (atomic_load(&dfs.tiers[t].stuck) > 0)
+		return (tier_error(t, op, name, ETIMEDOUT));
+	atomic_store(&tier_tracked->since, tier_now_ms());
+	atomic_store(&tier_tracked->tier, t);
+	return (0);
+}
+
+static void
+tier_call_end(void)
+{
+	if (tier_tracked != NULL)
+		atomic_store(&tier_tracked->tier, -1);
+}
+
 /* A syscall's result as 0 (or the value) or -errno, errors accounted. */
 static inline int
 TIER_RET(int t, int rv, const char *op, const char *name)
@@ -599,7 +655,10 @@ tier_fstatat(int t, int dirfd, const char *name, struct stat *st)
 	int	rv;
 
 	tier_count(t, &dfs.tiers[t].stats.lookup, 1);
+	if ((rv = tier_call_begin(t, "stat", name)) != 0)
+		return (rv);
 	rv = fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH);
+	tier_call_end();
 	return (TIER_RET(t, rv, "stat", name));
 }
 
@@ -612,7 +671,10 @@ tier_openat(int t, int dirfd, const char *name, int flags, mode_t mode)
 	tier_count(t, (flags & O_CREAT) ? &dfs.tiers[t].stats.create :
 	    (flags & O_PATH) ? &dfs.tiers[t].stats.lookup :
 	    &dfs.tiers[t].stats.open, 1);
+	if ((fd = tier_call_begin(t, "open", name)) != 0)
+		return (fd);
 	fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+	tier_call_end();
 	return (TIER_RET(t, fd, "open", name));
 }
 
