@@ -184,14 +184,19 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 void
 op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct statvfs	sum, sv;
-	unsigned long	unit;
-	int		t, rv;
+	struct op_deadline	d;
+	struct statvfs		sum, sv;
+	unsigned long		unit;
+	int			t, rv;
 
 	(void)ino;
 	memset(&sum, 0, sizeof sum);
 	for (t = 0; t < dfs.ntiers; t++) {
-		if ((rv = tier_statfs(t, &sv)) != 0) {
+		op_deadline_begin(&d, req, "statfs", FUSE_ROOT_ID, NULL);
+		rv = tier_statfs(t, &sv);
+		if (op_deadline_end(&d))
+			return;
+		if (rv != 0) {
 			fuse_reply_err(req, -rv);
 			return;
 		}

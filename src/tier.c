@@ -327,7 +327,6 @@ fail:
  * frees itself when the call returns.
  */
 struct tier_watch {
-	int			 t;
 	int			 fd;
 	int			 stop;
 	uint64_t		 asked;		/* calls wanted */
@@ -419,7 +418,6 @@ tier_watch_get(int t)
 	}
 	if ((w = calloc(1, sizeof *w)) == NULL)
 		return (NULL);
-	w->t = t;
 	w->last.waiting = -1;
 	if ((w->fd = fcntl(dfs.tiers[t].fd, F_DUPFD_CLOEXEC, 0)) == -1) {
 		free(w);
@@ -807,7 +805,13 @@ tier_utimensat(int t, int dirfd, const char *name, const struct timespec *ts)
 int
 tier_statfs(int t, struct statvfs *sv)
 {
-	return (TIER_RET(t, fstatvfs(dfs.tiers[t].fd, sv), "statfs", "/"));
+	int	rv;
+
+	if ((rv = tier_call_begin(t, "statfs", "/")) != 0)
+		return (rv);
+	rv = fstatvfs(dfs.tiers[t].fd, sv);
+	tier_call_end();
+	return (TIER_RET(t, rv, "statfs", "/"));
 }
 
 int

@@ -7,7 +7,7 @@ Migration to it and back keeps content, mode and inode number; dfsctl
 status shows what it supports; a file keeps its inode number and its pin
 across a cache drop and a remount of the tier; a hard-link group goes
 down and comes back as one file; a move that fails is counted as an
-error.
+error; a server that stops answering costs only its own files.
 """
 
 import errno
@@ -166,6 +166,7 @@ def test_remote_migration_both_ways():
 
 def test_remote_status_shows_what_it_supports():
     with SshMount() as m:
+        pr.eq(os.statvfs(m.mnt).f_blocks > 0, True, "statfs once it answers")
         j = json.loads(m.ctl("--json", "status"))
         pr = Problems(m)
         t0, t1 = j["tiers"]
@@ -442,6 +443,9 @@ def test_remote_hung_tier_costs_only_its_files():
                   "a stat of d/far once the tier is known hung")
             pr.check(time.monotonic() - t < 1.0,
                      "that stat took %.1f s" % (time.monotonic() - t))
+            pr.eq(Bounded(lambda: os.statvfs(m.mnt).f_blocks > 0)
+                  .result(1.0), ("error", errno.ETIMEDOUT),
+                  "statfs of the mount once the tier is known hung")
             pr.eq(Bounded(lambda: os.stat(m.p("d", "near")).st_size)
                   .result(HUNG_BOUND), ("ok", 4),
                   "stat of the tier-0 name d/near")
