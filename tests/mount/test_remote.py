@@ -455,9 +455,11 @@ def test_remote_hung_tier_costs_only_its_files():
             pr.eq(Bounded(lambda: _create(m.p("top"), b"top"))
                   .result(HUNG_BOUND), ("ok", b"top"),
                   "create of /top")
-            pr.eq(Bounded(lambda: m.ctl("stats") and "ok")
-                  .result(HUNG_BOUND), ("ok", "ok"),
-                  "dfsctl stats with tier 1 hung")
+            for cmd in (["stats"], ["scan", "--status"],
+                        ["migrate", "--status"], ["pins"]):
+                pr.eq(Bounded(lambda c=cmd: m.ctl(*c) and "ok")
+                      .result(HUNG_BOUND), ("ok", "ok"),
+                      "dfsctl %s with tier 1 hung" % " ".join(cmd))
             pr.check("tier t1: lookup /d/far: no answer in %g s" %
                      TIER_TIMEOUT in m.log_text(),
                      "no log line naming the tier and the path")
