@@ -127,6 +127,8 @@ static cfg_opt_t config_tier_opts[] = {
 	CFG_INT_CB("low_watermark", 0, CFGF_NODEFAULT, config_parse_percent),
 	CFG_INT_CB("stable_inodes", DFS_INODES_AUTO, CFGF_NONE,
 	    config_parse_word),
+	CFG_FLOAT_CB("timeout", DFS_TIER_TIMEOUT, CFGF_NONE,
+	    config_parse_seconds),
 	CFG_END()
 };
 
@@ -989,6 +991,7 @@ config_build_tiers(cfg_t *cfg, struct dfs_config *conf)
 		    NULL)
 			goto nomem;
 		t->stable_inodes = cfg_getint(sec, "stable_inodes");
+		t->timeout = cfg_getfloat(sec, "timeout");
 		if (cfg_size(sec, "high_watermark") != 0) {
 			t->high_watermark = cfg_getint(sec, "high_watermark");
 			if (cfg_size(sec, "low_watermark") != 0)

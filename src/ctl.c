@@ -389,33 +389,8 @@ ctl_size(char *buf, size_t len, uint64_t n)
 
 /* --- commands ----------------------------------------------------------- */
 
-struct ctl_space {
-	int		 error;		/* errno of fstatvfs, or 0 */
-	uint64_t	 total;
-	uint64_t	 used;
-	uint64_t	 avail;		/* to unprivileged users */
-	int		 percent;	/* used / (used + avail), as df */
-};
-
-static void
-ctl_tier_space(int t, struct ctl_space *sp)
-{
-	struct statvfs	sv;
-	uint64_t	frsize;
-
-	memset(sp, 0, sizeof *sp);
-	if (fstatvfs(dfs.tiers[t].fd, &sv) == -1) {
-		sp->error = errno;
-		return;
-	}
-	frsize = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize;
-	sp->total = (uint64_t)sv.f_blocks * frsize;
-	sp->used = (uint64_t)(sv.f_blocks - sv.f_bfree) * frsize;
-	sp->avail = (uint64_t)sv.f_bavail * frsize;
-	if (sp->used + sp->avail != 0)
-		sp->percent = (sp->used * 100 + sp->used + sp->avail - 1) /
-		    (sp->used + sp->avail);
-}
+/* How long status waits for the tiers' answers before it shows the last. */
+#define CTL_TIER_WAIT_MS	300
 
 /* What tier t's file system supports, as the probe at start found it. */
 static void
@@ -475,7 +450,7 @@ ctl_tier_caps_text(struct ctl_buf *b, int wname)
 static int
 ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 {
-	struct ctl_space	 sp[DFS_MAX_TIERS];
+	struct tier_space	 sp[DFS_MAX_TIERS];
 	struct scan_progress	 scan;
 	struct mig_status	 mig;
 	struct timespec		 now;
@@ -492,8 +467,7 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 	migrate_status(&mig);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	up = now.tv_sec - ctl_started.tv_sec;
-	for (i = 0; i < dfs.ntiers; i++)
-		ctl_tier_space(i, &sp[i]);
+	tier_space(sp, CTL_TIER_WAIT_MS);
 
 	if (c->hdr.flags & DFS_FLAG_JSON) {
 		ctl_buf_printf(b, "{\"version\":");
@@ -519,9 +493,16 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 			ctl_buf_json(b, dfs.tiers[i].name);
 			ctl_buf_printf(b, ",\"path\":");
 			ctl_buf_json(b, dfs.tiers[i].path);
+			ctl_buf_printf(b, ",\"answering\":%s",
+			    sp[i].waiting >= 0 ? "false" : "true");
+			if (sp[i].waiting >= 0)
+				ctl_buf_printf(b, ",\"not_answering_for\":%ld",
+				    sp[i].waiting);
 			if (sp[i].error != 0) {
 				ctl_buf_printf(b, ",\"error\":");
 				ctl_buf_json(b, strerror(sp[i].error));
+			} else if (!sp[i].known) {
+				ctl_buf_printf(b, ",\"error\":\"not answering\"");
 			} else {
 				ctl_buf_printf(b, ",\"used\":%" PRIu64
 				    ",\"available\":%" PRIu64 ",\"total\":%"
@@ -578,6 +559,11 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 		ctl_buf_text(b, dfs.tiers[i].name, wname);
 		ctl_buf_printf(b, "  ");
 		ctl_buf_text(b, dfs.tiers[i].path, wpath);
+		if (sp[i].waiting >= 0) {
+			ctl_buf_printf(b, "  not answering for %ld s\n",
+			    sp[i].waiting);
+			continue;
+		}
 		if (sp[i].error != 0) {
 			ctl_buf_printf(b, "  %s\n", strerror(sp[i].error));
 			continue;

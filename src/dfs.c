@@ -292,6 +292,7 @@ dfs_reload(char **cause)
 		return (-1);
 	}
 	dfs_conf = conf;
+	tier_set_timeouts(conf);
 	migrate_configure(conf);
 	log_set_level(conf->log_level);
 	pthread_mutex_unlock(&dfs_conf_mtx);
@@ -594,6 +595,7 @@ main(int argc, char **argv)
 	for (i = 0; i < dfs.ntiers; i++)
 		tier_probe(i, dfs_conf != NULL && i < dfs_conf->ntiers ?
 		    dfs_conf->tiers[i].stable_inodes : DFS_INODES_AUTO);
+	tier_set_timeouts(dfs_conf);
 	if ((rv = node_init()) != 0)
 		dfs_fail(report, "node table: %s", strerror(-rv));
 	if (index_open(dfs.index_path, &cause) < 0)

@@ -70,6 +70,32 @@ struct tier {
 	int			 remote;	/* network or FUSE: a call costs a trip */
 	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;
+	atomic_llong		 timeout_ms;	/* a client waits on it; 0: ever */
+	atomic_int		 stuck;		/* calls given up on, still out */
+};
+
+/*
+ * The tier call in progress on a thread serving a client, for the
+ * watchdog (op.c) to give up on when the tier does not answer in time.
+ */
+struct tier_track {
+	atomic_int		 tier;		/* in a call to it, or -1 */
+	atomic_llong		 since;		/* when it began, ms monotonic */
+};
+
+/*
+ * A tier's free space and health as its watcher last saw them: a statvfs
+ * made by a thread of its own, so that a tier that does not answer costs
+ * the asker a bound, not a hang.
+ */
+struct tier_space {
+	int		 known;		/* an answer has come */
+	int		 error;		/* errno of the last statvfs, or 0 */
+	long		 waiting;	/* s the call in progress has taken, or -1 */
+	uint64_t	 total;
+	uint64_t	 used;
+	uint64_t	 avail;		/* to unprivileged users */
+	int		 percent;	/* used / (used + avail), as df */
 };
 
 /* Whole-process state of the mount. */
@@ -307,6 +333,11 @@ int	tier_utimensat(int, int, const char *, const struct timespec *);
 int	tier_list(int, int, struct dirlist *);
 int	tier_dir_empty(int, int);
 int	tier_statfs(int, struct statvfs *);
+void	tier_space(struct tier_space *, int);
+void	tier_track(struct tier_track *);
+struct dfs_config;
+void	tier_set_timeouts(const struct dfs_config *);
+long long tier_now_ms(void);
 int	tier_copy_xattrs(int, int, int);
 void	tier_count(int, atomic_uint_fast64_t *, uint64_t);
 int	tier_error(int, const char *, const char *, int);
@@ -501,6 +532,19 @@ extern const struct fuse_lowlevel_ops op_table;
 void	op_tune_once(void);
 void	op_entry_fill(struct node *, const struct stat *,
 	    struct fuse_entry_param *);
+struct op_deadline {
+	fuse_req_t		 req;
+	const char		*what;
+	fuse_ino_t		 ino;
+	const char		*name;		/* in ino, or NULL */
+	int			 replied;	/* by the watchdog */
+	int			 tier;		/* it gave up on */
+	struct tier_track	 track;
+	struct op_deadline	*prev, *next;
+};
+void	op_deadline_begin(struct op_deadline *, fuse_req_t, const char *,
+	    fuse_ino_t, const char *);
+int	op_deadline_end(struct op_deadline *);
 
 /* op_entry.c */
 void	op_lookup(fuse_req_t, fuse_ino_t, const char *);
@@ -583,7 +627,11 @@ struct dfs_config_tier {
 	int		 high_watermark;	/* percent used; 0: none */
 	int		 low_watermark;
 	int		 stable_inodes;	/* enum dfs_stable_inodes */
+	double		 timeout;	/* s; 0: wait as long as the tier does */
 };
+
+/* s a client waits for a tier before it gets ETIMEDOUT, by default */
+#define DFS_TIER_TIMEOUT	30.0
 
 /* Ordered: the first policy that matches a file decides. */
 struct dfs_config_policy {

@@ -255,7 +255,8 @@ node_alias_add_locked(struct node *n, struct node *parent, const char *name)
 /*
  * The handle of directory dir on tier t, opened on first use from the
  * parent's handle on that tier.  It stays valid while the caller holds a
- * reference on dir.  -ENOENT if the directory is not on that tier.
+ * reference on dir.  -ENOENT if the directory is not on that tier, or the
+ * tier's error.
  */
 int
 node_dirfd(struct node *dir, int t)
@@ -282,6 +283,12 @@ node_dirfd(struct node *dir, int t)
 		fd = pfd;
 	node_put(parent);
 
+	/*
+	 * Only an answer says the directory is absent: a tier that failed
+	 * or did not answer is asked again next time.
+	 */
+	if (fd < 0 && fd != -ENOENT && fd != -ENOTDIR && fd != -ELOOP)
+		return (fd);
 	pthread_mutex_lock(&node_mtx);
 	if (dir->fds[t] == DIRFD_UNKNOWN)
 		dir->fds[t] = fd >= 0 ? fd : DIRFD_ABSENT;

@@ -5,16 +5,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "dfs.h"
 
+static void	op_watchdog_start(void);
+
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+
+	op_watchdog_start();
 
 	/*
 	 * The kernel picks readdirplus when it helps (ls -l) and plain
@@ -80,6 +85,151 @@ op_tune_once(void)
 		log_debug("%s: %s", path, strerror(errno));
 	if (fd != -1)
 		close(fd);
+}
+
+/*
+ * Deadlines: an operation waiting on a tier that does not answer within
+ * the tier's timeout is answered ETIMEDOUT by the watchdog, and its call
+ * left to return when it can.  A lookup the kernel waits for holds its
+ * directory against every create and (with libfuse 3.14, which never
+ * asks for parallel directory operations) every lookup in it, tier-0
+ * names included.
+ */
+static pthread_mutex_t		 op_dl_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct op_deadline	*op_dl_head;
+
+void
+op_deadline_begin(struct op_deadline *d, fuse_req_t req, const char *what,
+    fuse_ino_t ino, const char *name)
+{
+	d->req = req;
+	d->what = what;
+	d->ino = ino;
+	d->name = name;
+	d->replied = 0;
+	d->tier = -1;
+	atomic_init(&d->track.tier, -1);
+	atomic_init(&d->track.since, 0);
+	pthread_mutex_lock(&op_dl_mtx);
+	d->prev = NULL;
+	if ((d->next = op_dl_head) != NULL)
+		d->next->prev = d;
+	op_dl_head = d;
+	pthread_mutex_unlock(&op_dl_mtx);
+	tier_track(&d->track);
+}
+
+/* Did the watchdog answer for it?  Then req is gone: the caller undoes. */
+int
+op_deadline_end(struct op_deadline *d)
+{
+	int	replied;
+
+	tier_track(NULL);
+	pthread_mutex_lock(&op_dl_mtx);
+	if (d->prev != NULL)
+		d->prev->next = d->next;
+	else
+		op_dl_head = d->next;
+	if (d->next != NULL)
+		d->next->prev = d->prev;
+	replied = d->replied;
+	pthread_mutex_unlock(&op_dl_mtx);
+	if (replied)
+		atomic_fetch_sub(&dfs.tiers[d->tier].stuck, 1);
+	return (replied);
+}
+
+/* "/" and s before the path that starts at buf[*at], if it fits. */
+static void
+op_path_prepend(char *buf, size_t *at, const char *s)
+{
+	size_t	l = strlen(s);
+
+	if (l + 1 > *at)
+		return;
+	*at -= l;
+	memcpy(buf + *at, s, l);
+	buf[--*at] = '/';
+}
+
+/* The path of name in ino (or of ino), from the nodes, for a log line. */
+static void
+op_path(fuse_ino_t ino, const char *name, char *buf, size_t len)
+{
+	struct node	*n, *parent;
+	char		 part[NAME_MAX + 1];
+	size_t		 at = len - 1;
+	int		 depth = 0;
+
+	buf[at] = '\0';
+	if (name != NULL)
+		op_path_prepend(buf, &at, name);
+	n = node_get(ino);
+	while (n != NULL && n != node_root() && depth++ < 256) {
+		if (node_name(n, &parent, part, sizeof part) != 0) {
+			op_path_prepend(buf, &at, "(unlinked)");
+			break;
+		}
+		op_path_prepend(buf, &at, part);
+		node_put(n);
+		n = parent;
+	}
+	node_put(n);
+	if (at == len - 1)
+		buf[--at] = '/';
+	memmove(buf, buf + at, len - at);
+}
+
+static void *
+op_watchdog_main(void *arg)
+{
+	struct timespec		 tick = { 0, 100 * 1000000 };
+	struct op_deadline	*d;
+	char			 path[PATH_MAX];
+	long long		 now, limit;
+	int			 t;
+
+	(void)arg;
+	for (;;) {
+		nanosleep(&tick, NULL);
+		now = tier_now_ms();
+		pthread_mutex_lock(&op_dl_mtx);
+		for (d = op_dl_head; d != NULL; d = d->next) {
+			if (d->replied || (t = atomic_load(&d->track.tier)) < 0 ||
+			    (limit = atomic_load(&dfs.tiers[t].timeout_ms)) <= 0 ||
+			    now - atomic_load(&d->track.since) < limit)
+				continue;
+			d->replied = 1;
+			d->tier = t;
+			atomic_fetch_add(&dfs.tiers[t].stuck, 1);
+			tier_count(t, &dfs.tiers[t].stats.errors, 1);
+			op_path(d->ino, d->name, path, sizeof path);
+			log_warn("tier %s: %s %s: no answer in %g s: %s",
+			    dfs.tiers[t].name, d->what, path,
+			    limit / 1000.0, strerror(ETIMEDOUT));
+			fuse_reply_err(d->req, ETIMEDOUT);
+		}
+		pthread_mutex_unlock(&op_dl_mtx);
+	}
+	return (NULL);
+}
+
+static void
+op_watchdog_start(void)
+{
+	pthread_t	thread;
+	sigset_t	set, old;
+	int		rv;
+
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	rv = pthread_create(&thread, NULL, op_watchdog_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0)
+		log_warn("watchdog: %s", strerror(rv));
+	else
+		pthread_detach(thread);
 }
 
 /* The reply to a lookup or create of n. */

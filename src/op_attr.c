@@ -21,16 +21,18 @@ op_handle(struct fuse_file_info *fi)
 void
 op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct handle	*h = op_handle(fi);
-	struct node	*n;
-	struct stat	 st;
-	int		 rv;
+	struct handle		*h = op_handle(fi);
+	struct op_deadline	 d;
+	struct node		*n;
+	struct stat		 st;
+	int			 rv;
 
 	op_tune_once();
 	if ((n = node_get(ino)) == NULL) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	op_deadline_begin(&d, req, "stat", ino, NULL);
 	if (h != NULL && !n->is_dir) {
 		rv = tier_fstatat(h->tier, h->fd, "", &st);
 		st.st_ino = n->id;
@@ -39,6 +41,8 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else
 		rv = resolve_stat(n, &st);
 	node_put(n);
+	if (op_deadline_end(&d))
+		return;
 	if (rv != 0)
 		fuse_reply_err(req, -rv);
 	else
@@ -180,14 +184,19 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 void
 op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct statvfs	sum, sv;
-	unsigned long	unit;
-	int		t, rv;
+	struct op_deadline	d;
+	struct statvfs		sum, sv;
+	unsigned long		unit;
+	int			t, rv;
 
 	(void)ino;
 	memset(&sum, 0, sizeof sum);
 	for (t = 0; t < dfs.ntiers; t++) {
-		if ((rv = tier_statfs(t, &sv)) != 0) {
+		op_deadline_begin(&d, req, "statfs", FUSE_ROOT_ID, NULL);
+		rv = tier_statfs(t, &sv);
+		if (op_deadline_end(&d))
+			return;
+		if (rv != 0) {
 			fuse_reply_err(req, -rv);
 			return;
 		}

@@ -13,6 +13,7 @@ void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param	 e;
+	struct op_deadline	 d;
 	struct node		*p;
 	int			 rv;
 
@@ -23,8 +24,15 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	op_deadline_begin(&d, req, "lookup", parent, name);
 	rv = resolve_lookup(p, name, &e, NULL);
 	node_put(p);
+	if (op_deadline_end(&d)) {
+		/* Answered already: the kernel did not get this entry. */
+		if (rv == 0)
+			node_forget(e.ino, 1);
+		return;
+	}
 	if (rv == -ENOENT) {
 		/* A negative entry, cached like a positive one. */
 		struct fuse_entry_param	neg = { .ino = 0,

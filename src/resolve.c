@@ -58,11 +58,15 @@ static int
 resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
 {
 	struct stat	st;
-	int		t, u, fd, rv;
+	int		t, u, fd, rv, err = -ENOENT;
 
 	for (t = 0; t < dfs.ntiers; t++) {
-		if ((fd = node_dirfd(parent, t)) < 0)
+		if ((fd = node_dirfd(parent, t)) < 0) {
+			/* Not an absence: the name may be there. */
+			if (fd != -ENOENT && err == -ENOENT)
+				err = fd;
 			continue;
+		}
 		rv = tier_fstatat(t, fd, name, &p->st);
 		if (rv == -ENOENT || rv == -ENOTDIR)
 			continue;
@@ -82,7 +86,7 @@ resolve_probe_tiers(struct node *parent, const char *name, struct probe *p)
 		return (index_add(parent->id, name, t, p->tiers, 1, &p->st,
 		    &p->id));
 	}
-	return (-ENOENT);
+	return (err);
 }
 
 /*

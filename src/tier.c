@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,11 +342,204 @@ fail:
 	return (-1);
 }
 
+/*
+ * Each tier's watcher: a thread that makes the statvfs calls dfsctl status
+ * asks for, on a handle of its own, so that a tier that hangs (a stopped
+ * NFS or sshfs server) holds only its watcher.  Askers wait a bound and
+ * read the last answer; a watcher stuck in a call is left to it, and
+ * frees itself when the call returns.
+ */
+struct tier_watch {
+	int			 fd;
+	int			 stop;
+	uint64_t		 asked;		/* calls wanted */
+	uint64_t		 started;	/* calls begun */
+	uint64_t		 done;		/* calls answered */
+	int			 busy;		/* a call in progress */
+	struct timespec		 since;		/* when it began */
+	struct tier_space	 last;
+};
+
+static pthread_mutex_t		 tier_watch_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		 tier_watch_cv;		/* to the watchers */
+static pthread_cond_t		 tier_watch_done_cv;	/* to the askers */
+static int			 tier_watch_cv_ready;
+static struct tier_watch	*tier_watch[DFS_MAX_TIERS];
+
+static void
+tier_space_of(const struct statvfs *sv, struct tier_space *sp)
+{
+	uint64_t	frsize;
+
+	frsize = sv->f_frsize != 0 ? sv->f_frsize : sv->f_bsize;
+	sp->total = (uint64_t)sv->f_blocks * frsize;
+	sp->used = (uint64_t)(sv->f_blocks - sv->f_bfree) * frsize;
+	sp->avail = (uint64_t)sv->f_bavail * frsize;
+	sp->percent = 0;
+	if (sp->used + sp->avail != 0)
+		sp->percent = (sp->used * 100 + sp->used + sp->avail - 1) /
+		    (sp->used + sp->avail);
+}
+
+static void *
+tier_watch_main(void *arg)
+{
+	struct tier_watch	*w = arg;
+	struct tier_space	 sp;
+	struct statvfs		 sv;
+
+	pthread_mutex_lock(&tier_watch_mtx);
+	for (;;) {
+		while (!w->stop && w->started >= w->asked)
+			pthread_cond_wait(&tier_watch_cv, &tier_watch_mtx);
+		if (w->stop)
+			break;
+		w->started = w->asked;
+		w->busy = 1;
+		clock_gettime(CLOCK_MONOTONIC, &w->since);
+		pthread_mutex_unlock(&tier_watch_mtx);
+
+		memset(&sp, 0, sizeof sp);
+		sp.known = 1;
+		sp.waiting = -1;
+		if (fstatvfs(w->fd, &sv) == -1)
+			sp.error = errno;
+		else
+			tier_space_of(&sv, &sp);
+
+		pthread_mutex_lock(&tier_watch_mtx);
+		w->busy = 0;
+		w->done = w->started;
+		w->last = sp;
+		pthread_cond_broadcast(&tier_watch_done_cv);
+	}
+	pthread_mutex_unlock(&tier_watch_mtx);
+	close(w->fd);
+	free(w);
+	return (NULL);
+}
+
+/* Tier t's watcher, started on first use; tier_watch_mtx is held. */
+static struct tier_watch *
+tier_watch_get(int t)
+{
+	struct tier_watch	*w;
+	pthread_condattr_t	 a;
+	pthread_t		 thread;
+	sigset_t		 set, old;
+	int			 rv;
+
+	if (tier_watch[t] != NULL)
+		return (tier_watch[t]);
+	if (!tier_watch_cv_ready) {
+		pthread_condattr_init(&a);
+		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+		pthread_cond_init(&tier_watch_done_cv, &a);
+		pthread_cond_init(&tier_watch_cv, &a);
+		pthread_condattr_destroy(&a);
+		tier_watch_cv_ready = 1;
+	}
+	if ((w = calloc(1, sizeof *w)) == NULL)
+		return (NULL);
+	w->last.waiting = -1;
+	if ((w->fd = fcntl(dfs.tiers[t].fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+		free(w);
+		return (NULL);
+	}
+	sigfillset(&set);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	rv = pthread_create(&thread, NULL, tier_watch_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0) {
+		log_warn("tier %s: watcher: %s", dfs.tiers[t].name,
+		    strerror(rv));
+		close(w->fd);
+		free(w);
+		return (NULL);
+	}
+	pthread_detach(thread);
+	tier_watch[t] = w;
+	return (w);
+}
+
+static void
+tier_watch_stop(void)
+{
+	int	t;
+
+	pthread_mutex_lock(&tier_watch_mtx);
+	for (t = 0; t < DFS_MAX_TIERS; t++) {
+		if (tier_watch[t] != NULL)
+			tier_watch[t]->stop = 1;
+		tier_watch[t] = NULL;
+	}
+	if (tier_watch_cv_ready)
+		pthread_cond_broadcast(&tier_watch_cv);
+	pthread_mutex_unlock(&tier_watch_mtx);
+}
+
+/*
+ * Every tier's space and health: fresh answers where they come within ms
+ * milliseconds, else the last one with how long the tier has not been
+ * answering.  Never waits longer than ms, whatever the tiers do.
+ */
+void
+tier_space(struct tier_space *sp, int ms)
+{
+	struct tier_watch	*w[DFS_MAX_TIERS];
+	struct timespec		 now, end;
+	uint64_t		 want[DFS_MAX_TIERS];
+	int			 t, waiting;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&tier_watch_mtx);
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((w[t] = tier_watch_get(t)) == NULL)
+			continue;
+		/* A call in progress began before this question. */
+		want[t] = w[t]->started + 1;
+		if (w[t]->asked < want[t])
+			w[t]->asked = want[t];
+	}
+	pthread_cond_broadcast(&tier_watch_cv);
+	for (;;) {
+		waiting = 0;
+		for (t = 0; t < dfs.ntiers; t++)
+			if (w[t] != NULL && w[t]->done < want[t])
+				waiting = 1;
+		if (!waiting || pthread_cond_timedwait(&tier_watch_done_cv,
+		    &tier_watch_mtx, &end) == ETIMEDOUT)
+			break;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (t = 0; t < dfs.ntiers; t++) {
+		if (w[t] == NULL) {
+			memset(&sp[t], 0, sizeof sp[t]);
+			sp[t].known = 1;
+			sp[t].error = ENOMEM;
+			sp[t].waiting = -1;
+			continue;
+		}
+		sp[t] = w[t]->last;
+		if (w[t]->done < want[t])
+			sp[t].waiting = w[t]->busy ?
+			    now.tv_sec - w[t]->since.tv_sec : 0;
+	}
+	pthread_mutex_unlock(&tier_watch_mtx);
+}
+
 void
 tier_close_all(void)
 {
 	int	i;
 
+	tier_watch_stop();
 	for (i = 0; i < dfs.ntiers; i++) {
 		close(dfs.tiers[i].fd);
 		free(dfs.tiers[i].name);
@@ -413,6 +607,62 @@ tier_error(int t, const char *op, const char *name, int err)
 	return (-err);
 }
 
+static _Thread_local struct tier_track	*tier_tracked;
+
+/* Calls from this thread are watched through tk (NULL: no longer). */
+void
+tier_track(struct tier_track *tk)
+{
+	tier_tracked = tk;
+}
+
+/* From the config, or the default for tiers given on the command line. */
+void
+tier_set_timeouts(const struct dfs_config *conf)
+{
+	double	s;
+	int	t;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		s = conf != NULL && t < conf->ntiers ? conf->tiers[t].timeout :
+		    DFS_TIER_TIMEOUT;
+		atomic_store(&dfs.tiers[t].timeout_ms, (long long)(s * 1000));
+	}
+}
+
+long long
+tier_now_ms(void)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+}
+
+/*
+ * Before a call a client waits on: while calls given up on are still out
+ * on the tier, it does not answer, and this call fails at once rather
+ * than hold one more thread.
+ */
+static int
+tier_call_begin(int t, const char *op, const char *name)
+{
+	if (tier_tracked == NULL)
+		return (0);
+	if (atomic_load(&dfs.tiers[t].stuck) > 0)
+		return (tier_error(t, op, name, ETIMEDOUT));
+	atomic_store(&tier_tracked->since, tier_now_ms());
+	atomic_store(&tier_tracked->tier, t);
+	return (0);
+}
+
+static void
+tier_call_end(void)
+{
+	if (tier_tracked != NULL)
+		atomic_store(&tier_tracked->tier, -1);
+}
+
 /* A syscall's result as 0 (or the value) or -errno, errors accounted. */
 static inline int
 TIER_RET(int t, int rv, const char *op, const char *name)
@@ -426,7 +676,10 @@ tier_fstatat(int t, int dirfd, const char *name, struct stat *st)
 	int	rv;
 
 	tier_count(t, &dfs.tiers[t].stats.lookup, 1);
+	if ((rv = tier_call_begin(t, "stat", name)) != 0)
+		return (rv);
 	rv = fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH);
+	tier_call_end();
 	return (TIER_RET(t, rv, "stat", name));
 }
 
@@ -439,7 +692,10 @@ tier_openat(int t, int dirfd, const char *name, int flags, mode_t mode)
 	tier_count(t, (flags & O_CREAT) ? &dfs.tiers[t].stats.create :
 	    (flags & O_PATH) ? &dfs.tiers[t].stats.lookup :
 	    &dfs.tiers[t].stats.open, 1);
+	if ((fd = tier_call_begin(t, "open", name)) != 0)
+		return (fd);
 	fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+	tier_call_end();
 	return (TIER_RET(t, fd, "open", name));
 }
 
@@ -572,7 +828,13 @@ tier_utimensat(int t, int dirfd, const char *name, const struct timespec *ts)
 int
 tier_statfs(int t, struct statvfs *sv)
 {
-	return (TIER_RET(t, fstatvfs(dfs.tiers[t].fd, sv), "statfs", "/"));
+	int	rv;
+
+	if ((rv = tier_call_begin(t, "statfs", "/")) != 0)
+		return (rv);
+	rv = fstatvfs(dfs.tiers[t].fd, sv);
+	tier_call_end();
+	return (TIER_RET(t, rv, "statfs", "/"));
 }
 
 int

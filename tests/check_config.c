@@ -160,6 +160,8 @@ START_TEST(test_full)
 	ck_assert_str_eq(conf->tiers[2].name, "disk");
 	ck_assert_int_eq(conf->tiers[2].high_watermark, 0);
 	ck_assert_int_eq(conf->tiers[2].stable_inodes, DFS_INODES_UNSTABLE);
+	ck_assert_double_eq(conf->tiers[1].timeout, DFS_TIER_TIMEOUT);
+	ck_assert_double_eq(conf->tiers[2].timeout, 7.5);
 
 	ck_assert_uint_eq(conf->npolicies, 3);
 	p = &conf->policies[0];

@@ -5,6 +5,8 @@ directory through it.
     s = SshTier(workdir, remote_dir, mountpoint)
     s.start()           # sshd, then sshfs on mountpoint
     ...
+    s.pause()           # the server stops answering (SIGSTOP)
+    s.resume()          # and answers again (SIGCONT)
     problems = s.stop() # sshfs unmounted, sshd and its sessions ended
 
 stop() undoes whatever start() got to, so it is safe after a failure
@@ -12,6 +14,7 @@ half-way.  Only processes started here are ever signalled, by pid.
 """
 
 import os
+import signal
 import socket
 import subprocess
 
@@ -62,6 +65,15 @@ def _gone(pid):
         return True
 
 
+def _descendants(pid):
+    res, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        res += kids
+        todo += kids
+    return res
+
+
 class SshTier:
     def __init__(self, workdir, remote, mountpoint):
         self.dir = workdir
@@ -70,6 +82,7 @@ class SshTier:
         self.port = None
         self.sshd = None
         self.sshfs = None
+        self.paused = []
         self.log = os.path.join(workdir, "ssh.log")
 
     def path(self, name):
@@ -198,7 +211,23 @@ class SshTier:
         self.sshd = None
         return problems
 
+    def pause(self):
+        """A server that hangs: sshd and its sessions stopped, so that
+        sshfs's calls wait for answers that do not come."""
+        self.paused = [self.sshd.pid] + _descendants(self.sshd.pid)
+        for pid in self.paused:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        for pid in self.paused:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.paused = []
+
     def stop(self):
+        self.resume()
         problems = self.umount()
         problems += self._stop_sshd()
         return problems

@@ -7,13 +7,15 @@ Migration to it and back keeps content, mode and inode number; dfsctl
 status shows what it supports; a file keeps its inode number and its pin
 across a cache drop and a remount of the tier; a hard-link group goes
 down and comes back as one file; a move that fails is counted as an
-error.
+error; a server that stops answering costs only its own files.
 """
 
 import errno
 import json
 import os
 import subprocess
+import threading
+import time
 
 from dfstest import (EXIT_TIMEOUT, TestFailure, check, eq, read_file,
                      renameat2, RENAME_EXCHANGE, RENAME_NOREPLACE, unmount,
@@ -23,6 +25,8 @@ from test_migrate import (MigMount, Problems, dfsctl_bin, mkfile, policy,
                           run, sha)
 
 TMP_PREFIX = ".dfs-tmp."
+HUNG_BOUND = 5.0        # s for a call that should not wait on a hung tier
+TIER_TIMEOUT = 2.0      # s the hung tier is given
 
 # Files under /d go down to the remote tier and come back up: named in
 # each run, so that a run moves each file once.
@@ -404,4 +408,123 @@ def test_remote_listing_costs_no_call_and_has_no_holes():
             f.write(b"made while the remote tier is down")
         pr.eq(read_file(m.t(0, "d", "new")),
               b"made while the remote tier is down", "a new file on tier 0")
+
+
+class Bounded(threading.Thread):
+    """fn() in a thread of its own, so that a call on a hung mount costs
+    the test a bound, not the run: result() is ("ok", value),
+    ("error", errno) or None while it is still pending."""
+
+    def __init__(self, fn):
+        threading.Thread.__init__(self, daemon=True)
+        self.fn = fn
+        self.res = None
+        self.start()
+
+    def run(self):
+        try:
+            self.res = ("ok", self.fn())
+        except OSError as e:
+            self.res = ("error", e.errno)
+
+    def result(self, timeout):
+        self.join(timeout)
+        return self.res
+
+
+def _create(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return read_file(path)
+
+
+def test_remote_hung_tier_costs_only_its_files():
+    # The server stops answering (SIGSTOP) while a lookup of one of its
+    # files is pending: the lookup fails with ETIMEDOUT after the tier's
+    # timeout, and later calls to the tier at once; tier-0 names in the
+    # same directory and dfsctl keep answering; all recovers once the
+    # server answers again.
+    def populate(m):
+        mkfile(m.t(0, "d", "far"), b"far")
+        mkfile(m.t(0, "d", "near"), b"near")
+    with SshMount(populate=populate,
+                  tier_opts={1: "timeout = %g" % TIER_TIMEOUT}) as m:
+        pr = Problems(m)
+        r = last_run(m.move("d/far"))
+        check(m.where("d/far") == "remote" and m.where("d/near") == "t0",
+              "d/far on %s, d/near on %s: %r" % (m.where("d/far"),
+                                                 m.where("d/near"), r))
+        m.wait_indexed()
+        m.ssh.pause()
+        try:
+            # the kernel forgets d/far: its stat is a lookup on tier 1
+            drop_caches()
+            t = time.monotonic()
+            pending = Bounded(lambda: os.stat(m.p("d", "far")).st_size)
+            check(pending.result(TIER_TIMEOUT / 2) is None,
+                  "stat of d/far with the server stopped: %r: the test "
+                  "proves nothing" % (pending.res,))
+            t_st = time.monotonic()
+            st = Bounded(lambda: json.loads(m.ctl("--json", "status")))
+            if st.result(HUNG_BOUND) is None or st.res[0] != "ok":
+                pr.check(False, "dfsctl status with tier 1 hung: %r" %
+                         (st.res,))
+            else:
+                pr.check(time.monotonic() - t_st < 1.0,
+                         "dfsctl status took %.1f s" %
+                         (time.monotonic() - t_st))
+                t1 = st.res[1]["tiers"][1]
+                pr.eq((t1["answering"], t1.get("not_answering_for", -1) >= 0,
+                       st.res[1]["tiers"][0]["answering"]),
+                      (False, True, True), "status: t1 not answering")
+            pr.eq(pending.result(TIER_TIMEOUT + HUNG_BOUND),
+                  ("error", errno.ETIMEDOUT), "the pending stat of d/far")
+            pr.check(time.monotonic() - t >= TIER_TIMEOUT - 0.5,
+                     "d/far failed after %.1f s, before the tier's "
+                     "timeout" % (time.monotonic() - t))
+            t = time.monotonic()
+            pr.eq(Bounded(lambda: os.stat(m.p("d", "far")).st_size)
+                  .result(HUNG_BOUND), ("error", errno.ETIMEDOUT),
+                  "a stat of d/far once the tier is known hung")
+            pr.check(time.monotonic() - t < 1.0,
+                     "that stat took %.1f s" % (time.monotonic() - t))
+            pr.eq(Bounded(lambda: os.statvfs(m.mnt).f_blocks > 0)
+                  .result(1.0), ("error", errno.ETIMEDOUT),
+                  "statfs of the mount once the tier is known hung")
+            pr.eq(Bounded(lambda: os.stat(m.p("d", "near")).st_size)
+                  .result(HUNG_BOUND), ("ok", 4),
+                  "stat of the tier-0 name d/near")
+            pr.eq(Bounded(lambda: _create(m.p("d", "new"), b"new"))
+                  .result(HUNG_BOUND), ("ok", b"new"),
+                  "create of d/new in the same directory")
+            pr.eq(Bounded(lambda: _create(m.p("top"), b"top"))
+                  .result(HUNG_BOUND), ("ok", b"top"),
+                  "create of /top")
+            for cmd in (["stats"], ["scan", "--status"],
+                        ["migrate", "--status"], ["pins"]):
+                pr.eq(Bounded(lambda c=cmd: m.ctl(*c) and "ok")
+                      .result(HUNG_BOUND), ("ok", "ok"),
+                      "dfsctl %s with tier 1 hung" % " ".join(cmd))
+            pr.check("tier t1: lookup /d/far: no answer in %g s" %
+                     TIER_TIMEOUT in m.log_text(),
+                     "no log line naming the tier and the path")
+        finally:
+            m.ssh.resume()
+
+        def far():
+            try:
+                return read_file(m.p("d", "far"))
+            except OSError as e:
+                return e.errno
+        pr.eq(wait_for(lambda: far() == b"far", HUNG_BOUND) and far(),
+              b"far", "d/far once the server answers")
+        pr.eq(os.statvfs(m.mnt).f_blocks > 0, True, "statfs once it answers")
+        j = json.loads(m.ctl("--json", "status"))
+        pr.eq([t["answering"] for t in j["tiers"]], [True, True],
+              "status: both tiers answering")
+        pr.eq((m.where("d/new"), m.where("top")), ("t0", "t0"),
+              "the new files")
         pr.done()
