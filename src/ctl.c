@@ -89,6 +89,7 @@ static int	ctl_cmd_conflicts(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_migrate(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_migrate_status(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_migrate_plan(struct ctl_client *, struct ctl_buf *);
+static int	ctl_cmd_migrate_stream(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_explain(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_pin(struct ctl_client *, struct ctl_buf *);
 static int	ctl_cmd_unpin(struct ctl_client *, struct ctl_buf *);
@@ -124,6 +125,8 @@ static const struct ctl_command ctl_commands[] = {
 	{ DFS_CMD_UNPIN, "unpin", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
 	    ctl_cmd_unpin },
 	{ DFS_CMD_PINS, "pins", 0, 0, DFS_FLAG_JSON, ctl_cmd_pins },
+	{ DFS_CMD_MIGRATE_STREAM, "migrate --dry-run", 8,
+	    DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON, ctl_cmd_migrate_stream },
 };
 #define CTL_NCOMMANDS	(sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -1234,14 +1237,14 @@ ctl_paths_free(struct ctl_paths *p)
  * only if files is set.  0, or -1 with the reason in b.
  */
 static int
-ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
-    int files, struct ctl_paths *p)
+ctl_paths_at(struct ctl_client *c, struct ctl_buf *b, const char *what,
+    int files, size_t skip, struct ctl_paths *p)
 {
-	const char	*s = c->payload, *end = c->payload + c->hdr.length;
+	const char	*s = c->payload + skip, *end = c->payload + c->hdr.length;
 	size_t		 n = 0, i, len;
 
 	memset(p, 0, sizeof *p);
-	if (c->hdr.length != 0 && end[-1] != '\0') {
+	if (c->hdr.length > skip && end[-1] != '\0') {
 		ctl_buf_printf(b, "%s: the path list does not end with a NUL",
 		    what);
 		return (-1);
@@ -1266,7 +1269,7 @@ ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
 		b->nomem = 1;
 		return (-1);
 	}
-	for (s = c->payload, i = 0; i < n; s += strlen(s) + 1, i++) {
+	for (s = c->payload + skip, i = 0; i < n; s += strlen(s) + 1, i++) {
 		p->given[i] = s;
 		if ((p->rel[i] = malloc(PATH_MAX)) == NULL) {
 			b->nomem = 1;
@@ -1287,6 +1290,13 @@ ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
 		return (-1);
 	}
 	return (0);
+}
+
+static int
+ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
+    int files, struct ctl_paths *p)
+{
+	return (ctl_paths_at(c, b, what, files, 0, p));
 }
 
 static void
@@ -1572,7 +1582,7 @@ ctl_plan_add(struct ctl_plan *pl, const struct mig_item *it)
 	return (0);
 }
 
-static void
+static int
 ctl_plan_cb(void *arg, const struct mig_item *it)
 {
 	struct ctl_plan	*pl = arg;
@@ -1588,14 +1598,15 @@ ctl_plan_cb(void *arg, const struct mig_item *it)
 		pl->bytes += it->size;
 		if (pl->moves > CTL_PLAN_MAX) {
 			pl->dropped++;
-			return;
+			return (0);
 		}
 	} else if (++pl->left > CTL_PLAN_MAX) {
 		pl->dropped++;
-		return;
+		return (0);
 	}
 	if (!pl->nomem)
 		ctl_plan_add(pl, it);
+	return (0);
 }
 
 static void
@@ -1755,7 +1766,7 @@ ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
 			return (DFS_STATUS_FAILED);
 		}
 	}
-	migrate_plan((const char *const *)p.rel, p.n, ctl_plan_cb, &pl);
+	migrate_plan((const char *const *)p.rel, p.n, 0, ctl_plan_cb, &pl);
 
 	/* A named file no policy takes: say why, as explain does. */
 	buf = malloc(PATH_MAX + 512);
@@ -1791,6 +1802,292 @@ ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
 	else
 		ctl_plan_text(b, &pl);
 	ctl_plan_free(&pl);
+	ctl_paths_free(&p);
+	return (DFS_STATUS_OK);
+}
+
+/*
+ * A dry run that streams (DFS_CMD_MIGRATE_STREAM): one line per file as
+ * the plan meets it, in frames of DFS_STATUS_MORE written by the worker
+ * that runs the command, then the summary as the reply.  Nothing is kept
+ * per file, so a plan over millions of files runs in constant memory.
+ */
+#define CTL_STREAM_CHUNK	(64U * 1024U)
+#define CTL_STREAM_MS		200	/* longest a line waits for its frame */
+#define CTL_STREAM_STALL_MS	30000	/* a client that reads nothing */
+#define CTL_STREAM_SUMS		64
+
+struct ctl_stream {
+	struct ctl_client	*c;
+	struct ctl_buf		 b;	/* header room, then lines not sent */
+	int			 json;
+	int			 broken;
+	uint64_t		 sent;	/* ms, the last frame */
+	unsigned long		 moves;
+	unsigned long		 left;
+	uint64_t		 bytes;
+	struct {
+		char		 policy[64];
+		int		 from;
+		int		 to;
+		unsigned long	 files;
+		uint64_t	 bytes;
+	}			 sum[CTL_STREAM_SUMS];
+	size_t			 nsum;
+	const struct ctl_paths	*paths;
+	unsigned char		*seen;
+};
+
+/* Write all of buf to the client, waiting while it reads; 0 or -1. */
+static int
+ctl_send_all(int fd, const char *buf, size_t len)
+{
+	struct pollfd	pfd = { .fd = fd, .events = POLLOUT };
+	ssize_t		n;
+
+	while (len > 0) {
+		n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (poll(&pfd, 1, CTL_STREAM_STALL_MS) != 1)
+				return (-1);
+			continue;
+		}
+		if (n == -1)
+			return (-1);
+		buf += n;
+		len -= n;
+	}
+	return (0);
+}
+
+static void
+ctl_stream_flush(struct ctl_stream *st)
+{
+	struct dfs_proto_hdr	h;
+	size_t			hl = sizeof h;
+
+	if (st->b.len <= hl || st->broken || st->b.nomem)
+		return;
+	memset(&h, 0, sizeof h);
+	h.magic = DFS_PROTO_MAGIC;
+	h.version = DFS_PROTO_VERSION;
+	h.type = DFS_TYPE_REPLY;
+	h.command = st->c->hdr.command;
+	h.status = DFS_STATUS_MORE;
+	h.length = st->b.len - hl;
+	memcpy(st->b.s, &h, hl);
+	if (ctl_send_all(st->c->fd, st->b.s, st->b.len) != 0) {
+		st->broken = 1;
+		st->c->closing = 1;
+	}
+	st->b.len = hl;
+	st->sent = ctl_now();
+}
+
+static void
+ctl_stream_sum(struct ctl_stream *st, const struct mig_item *it)
+{
+	size_t	i;
+
+	for (i = 0; i < st->nsum; i++)
+		if (st->sum[i].from == it->from && st->sum[i].to == it->to &&
+		    strcmp(st->sum[i].policy, it->policy) == 0)
+			break;
+	if (i == st->nsum) {
+		if (st->nsum == CTL_STREAM_SUMS)
+			return;
+		snprintf(st->sum[i].policy, sizeof st->sum[i].policy, "%s",
+		    it->policy);
+		st->sum[i].from = it->from;
+		st->sum[i].to = it->to;
+		st->sum[i].files = 0;
+		st->sum[i].bytes = 0;
+		st->nsum++;
+	}
+	st->sum[i].files++;
+	st->sum[i].bytes += it->size;
+}
+
+static int
+ctl_stream_cb(void *arg, const struct mig_item *it)
+{
+	struct ctl_stream	*st = arg;
+	struct ctl_buf		*b = &st->b;
+	struct ctl_buf		 pb;
+	char			 age[32], size[32];
+	const char		*reason;
+	size_t			 i;
+
+	if (st->paths != NULL)
+		for (i = 0; i < st->paths->n; i++)
+			if (st->paths->rows[i].id == it->id)
+				st->seen[i] = 1;
+	memset(&pb, 0, sizeof pb);
+	ctl_mount_path(&pb, it->path);
+	reason = it->skip > 0 ? migrate_skip_name(it->skip) : "no policy";
+	if (it->skip < 0) {
+		st->moves++;
+		st->bytes += it->size;
+		ctl_stream_sum(st, it);
+	} else
+		st->left++;
+	if (st->json) {
+		ctl_buf_printf(b, "{\"%s\":{\"path\":", it->skip < 0 ?
+		    "move" : "stay");
+		ctl_buf_json(b, pb.s != NULL ? pb.s : "");
+		ctl_buf_printf(b, ",\"policy\":");
+		ctl_buf_json(b, it->policy);
+		if (it->skip < 0) {
+			ctl_buf_printf(b, ",\"from\":");
+			ctl_buf_json(b, ctl_tier_name(it->from));
+			ctl_buf_printf(b, ",\"to\":");
+			ctl_buf_json(b, ctl_tier_name(it->to));
+			ctl_buf_printf(b, ",\"age\":%lld,\"size\":%lld}}\n",
+			    (long long)it->age, (long long)it->size);
+		} else {
+			ctl_buf_printf(b, ",\"reason\":");
+			ctl_buf_json(b, reason);
+			ctl_buf_printf(b, ",\"why\":");
+			ctl_buf_json(b, it->why);
+			ctl_buf_printf(b, "}}\n");
+		}
+	} else if (it->skip < 0) {
+		ctl_age(age, sizeof age, it->age);
+		ctl_size(size, sizeof size, it->size);
+		ctl_buf_printf(b, "move  ");
+		ctl_buf_text(b, it->policy, 0);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, ctl_tier_name(it->from), 0);
+		ctl_buf_printf(b, " -> ");
+		ctl_buf_text(b, ctl_tier_name(it->to), 0);
+		ctl_buf_printf(b, "  %s  %s  ", age, size);
+		ctl_buf_text(b, pb.s != NULL ? pb.s : "", 0);
+		ctl_buf_putc(b, '\n');
+	} else {
+		ctl_buf_printf(b, "stay  ");
+		ctl_buf_text(b, reason, 0);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, it->policy[0] != '\0' ? it->policy : "-", 0);
+		ctl_buf_printf(b, "  ");
+		ctl_buf_text(b, pb.s != NULL ? pb.s : "", 0);
+		ctl_buf_printf(b, " (");
+		ctl_buf_text(b, it->why, 0);
+		ctl_buf_printf(b, ")\n");
+	}
+	free(pb.s);
+	if (b->len >= CTL_STREAM_CHUNK ||
+	    ctl_now() - st->sent >= CTL_STREAM_MS)
+		ctl_stream_flush(st);
+	return (st->broken || b->nomem);
+}
+
+static int
+ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
+{
+	struct ctl_paths	 p;
+	struct ctl_stream	*st;
+	struct mig_item		*it;
+	uint64_t		 limit;
+	char			*buf, size[32];
+	const char		*text;
+	size_t			 i, len;
+	int			 json = (c->hdr.flags & DFS_FLAG_JSON) != 0;
+
+	memcpy(&limit, c->payload, sizeof limit);
+	if (ctl_paths_at(c, b, "migrate", 1, sizeof limit, &p) != 0)
+		return (DFS_STATUS_FAILED);
+	if ((st = calloc(1, sizeof *st)) == NULL ||
+	    ctl_buf_grow(&st->b, sizeof (struct dfs_proto_hdr) +
+	    CTL_STREAM_CHUNK + PATH_MAX + 1024) != 0) {
+		free(st);
+		ctl_paths_free(&p);
+		b->nomem = 1;
+		return (DFS_STATUS_FAILED);
+	}
+	st->c = c;
+	st->json = json;
+	st->b.len = sizeof (struct dfs_proto_hdr);
+	st->sent = ctl_now();
+	if (p.n > 0) {
+		st->paths = &p;
+		if ((st->seen = calloc(p.n, 1)) == NULL)
+			st->b.nomem = 1;
+	}
+	if (!st->b.nomem)
+		migrate_plan((const char *const *)p.rel, p.n, limit,
+		    ctl_stream_cb, st);
+
+	/* A named file no policy takes: say why, as explain does. */
+	buf = malloc(PATH_MAX + 512);
+	it = malloc(sizeof *it);
+	for (i = 0; i < p.n && buf != NULL && it != NULL && st->seen != NULL &&
+	    !st->broken; i++) {
+		if (st->seen[i])
+			continue;
+		memset(it, 0, sizeof *it);
+		it->id = p.rows[i].id;
+		it->from = p.rows[i].tier;
+		it->to = -1;
+		it->skip = 0;
+		it->size = p.rows[i].size;
+		snprintf(it->path, sizeof it->path, "%s", p.rel[i]);
+		if (migrate_explain(p.rel[i], buf, PATH_MAX + 512) == 0) {
+			len = strlen(p.rel[i]);
+			text = buf;
+			if (strncmp(buf, p.rel[i], len) == 0 &&
+			    strncmp(buf + len, ": ", 2) == 0)
+				text += len + 2;
+			snprintf(it->why, sizeof it->why, "%s", text);
+		}
+		ctl_stream_cb(st, it);
+	}
+	free(it);
+	free(buf);
+	ctl_stream_flush(st);
+	if (st->b.nomem)
+		b->nomem = 1;
+	else if (json) {
+		ctl_buf_printf(b, "{\"files\":%lu,\"bytes\":%llu,\"left\":%lu,"
+		    "\"limited\":%s,\"indexed\":%s,\"policies\":[", st->moves,
+		    (unsigned long long)st->bytes, st->left, limit > 0 &&
+		    st->moves >= limit ? "true" : "false", index_is_scanned() ?
+		    "true" : "false");
+		for (i = 0; i < st->nsum; i++) {
+			ctl_buf_printf(b, "%s{\"policy\":", i == 0 ? "" : ",");
+			ctl_buf_json(b, st->sum[i].policy);
+			ctl_buf_printf(b, ",\"from\":");
+			ctl_buf_json(b, ctl_tier_name(st->sum[i].from));
+			ctl_buf_printf(b, ",\"to\":");
+			ctl_buf_json(b, ctl_tier_name(st->sum[i].to));
+			ctl_buf_printf(b, ",\"files\":%lu,\"bytes\":%llu}",
+			    st->sum[i].files,
+			    (unsigned long long)st->sum[i].bytes);
+		}
+		ctl_buf_printf(b, "]}\n");
+	} else {
+		ctl_size(size, sizeof size, st->bytes);
+		ctl_buf_printf(b, "would move %lu file%s, %s%s; would leave "
+		    "%lu\n", st->moves, st->moves == 1 ? "" : "s", size,
+		    limit > 0 && st->moves >= limit ? " (--limit reached)" : "",
+		    st->left);
+		for (i = 0; i < st->nsum; i++) {
+			ctl_size(size, sizeof size, st->sum[i].bytes);
+			ctl_buf_printf(b, "  ");
+			ctl_buf_text(b, st->sum[i].policy, 0);
+			ctl_buf_printf(b, "  ");
+			ctl_buf_text(b, ctl_tier_name(st->sum[i].from), 0);
+			ctl_buf_printf(b, " -> ");
+			ctl_buf_text(b, ctl_tier_name(st->sum[i].to), 0);
+			ctl_buf_printf(b, "  %lu file%s, %s\n", st->sum[i].files,
+			    st->sum[i].files == 1 ? "" : "s", size);
+		}
+		ctl_unscanned(b);
+	}
+	free(st->seen);
+	free(st->b.s);
+	free(st);
 	ctl_paths_free(&p);
 	return (DFS_STATUS_OK);
 }
@@ -2155,6 +2452,7 @@ static int
 ctl_slow(uint16_t command)
 {
 	return (command == DFS_CMD_MIGRATE_PLAN ||
+	    command == DFS_CMD_MIGRATE_STREAM ||
 	    command == DFS_CMD_CONFLICTS || command == DFS_CMD_PINS);
 }
 

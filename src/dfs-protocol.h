@@ -47,6 +47,15 @@
  *	of booleans: "rename_noreplace", "rename_exchange", "hardlinks",
  *	"nlink", "xattrs", "stable_inodes", "ns_times") and
  *	"stable_inodes_from" ("probe" or "config") (JSON).
+ *   version 1, after dfs 0.1.0 (a streamed dry run; the header is unchanged)
+ *	DFS_CMD_MIGRATE_STREAM, 8 bytes (a file limit, uint64_t, 0 for the
+ *	run's own limits) then a path list: what DFS_CMD_MIGRATE_PLAN
+ *	answers, as it is found.  The reply is zero or more frames of
+ *	status DFS_STATUS_MORE, each of whole lines, one per file
+ *	("move POLICY FROM -> TO AGE SIZE PATH" or "stay REASON POLICY
+ *	PATH (WHY)"; JSON: one object per line, {"move": {...}} or
+ *	{"stay": {...}}), then one frame of the final status: the summary
+ *	(files, bytes, files left, per policy and target) or the reason.
  *
  * An exchange: the client sends a header with type DFS_TYPE_REQUEST,
  * status 0 and `length` payload bytes; the server answers with a header of
@@ -110,7 +119,8 @@ _Static_assert(sizeof (struct dfs_proto_hdr) == 32,
 #define DFS_CMD_PIN		12	/* keep one path where it is */
 #define DFS_CMD_UNPIN		13
 #define DFS_CMD_PINS		14	/* the pinned paths */
-#define DFS_CMD_MAX		14	/* highest code this version knows */
+#define DFS_CMD_MIGRATE_STREAM	15	/* a dry run, streamed */
+#define DFS_CMD_MAX		15	/* highest code this version knows */
 
 /* Request flags: the output form.  Neither: text for people. */
 #define DFS_FLAG_JSON		0x1U	/* one JSON object */
@@ -126,5 +136,6 @@ _Static_assert(sizeof (struct dfs_proto_hdr) == 32,
 #define DFS_STATUS_BADCOMMAND	6
 #define DFS_STATUS_BADFLAGS	7
 #define DFS_STATUS_DENIED	8	/* peer uid not allowed */
+#define DFS_STATUS_MORE		9	/* part of a reply; more follows */
 
 #endif /* DFS_PROTOCOL_H */

@@ -452,8 +452,8 @@ int	migrate_start(void);
 void	migrate_shutdown(void);
 unsigned long migrate_kick(const char *const *, size_t);
 void	migrate_status(struct mig_status *);
-void	migrate_plan(const char *const *, size_t,
-	    void (*)(void *, const struct mig_item *), void *);
+void	migrate_plan(const char *const *, size_t, unsigned long,
+	    int (*)(void *, const struct mig_item *), void *);
 int	migrate_explain(const char *, char *, size_t);
 int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);

@@ -42,6 +42,7 @@ struct dfsctl {
 	const char	*socket;
 	uint32_t	 flags;		/* DFS_FLAG_* */
 	int		 opts;		/* DFSCTL_OPT_* given */
+	uint64_t	 limit;		/* --limit */
 };
 
 /* Options of one command only. */
@@ -49,6 +50,7 @@ struct dfsctl {
 #define DFSCTL_OPT_STATUS	0x2
 #define DFSCTL_OPT_NOW		0x4
 #define DFSCTL_OPT_DRYRUN	0x8
+#define DFSCTL_OPT_LIMIT	0x10
 
 struct dfsctl_cmd {
 	const char	*name;
@@ -87,11 +89,12 @@ static const struct dfsctl_cmd dfsctl_cmds[] = {
 	    dfsctl_each, DFS_CMD_WHERE, DFS_FLAG_JSON, 0 },
 	{ "conflicts", NULL, "", "names with shadowed copies on slower tiers",
 	    dfsctl_simple, DFS_CMD_CONFLICTS, DFS_FLAG_JSON, 0 },
-	{ "migrate", NULL, "[--now | --dry-run | --status] [--wait] [path ...]",
+	{ "migrate", NULL, "[--now | --dry-run [--limit N] | --status] [--wait] "
+	    "[path ...]",
 	    "move files by the policies now; what a run would move",
 	    dfsctl_migrate, DFS_CMD_MIGRATE, DFS_FLAG_JSON,
 	    DFSCTL_OPT_WAIT | DFSCTL_OPT_STATUS | DFSCTL_OPT_NOW |
-	    DFSCTL_OPT_DRYRUN },
+	    DFSCTL_OPT_DRYRUN | DFSCTL_OPT_LIMIT },
 	{ "explain", NULL, "path ...", "the policy deciding for each path, "
 	    "and why", dfsctl_each, DFS_CMD_EXPLAIN, DFS_FLAG_JSON, 0 },
 	{ "pin", NULL, "path ...", "keep files (or trees) where they are",
@@ -107,7 +110,7 @@ static void
 dfsctl_usage(FILE *f)
 {
 	const struct dfsctl_cmd	*cmd;
-	char			 buf[64];
+	char			 buf[128];
 	size_t			 i;
 
 	fprintf(f, "usage: dfsctl [-hV] [-c file | -s socket] [--json] "
@@ -529,7 +532,9 @@ dfsctl_opt_name(int opts)
 		return ("status");
 	if (opts & DFSCTL_OPT_NOW)
 		return ("now");
-	return ("dry-run");
+	if (opts & DFSCTL_OPT_DRYRUN)
+		return ("dry-run");
+	return ("limit");
 }
 
 /* The unsigned number after "key": in a reply, 64 bits. */
@@ -678,6 +683,83 @@ dfsctl_migrate_wait(struct dfsctl *ctl, int fd, uint64_t seq)
 }
 
 /*
+ * A streamed reply: the 8-byte limit and the path list go out, frames of
+ * DFS_STATUS_MORE are printed as they come, and the last frame is the
+ * summary (or the reason it failed).  Returns the exit status.
+ */
+static int
+dfsctl_stream(struct dfsctl *ctl, int fd, uint16_t code, const char *list,
+    size_t len)
+{
+	struct dfs_proto_hdr	 h;
+	char			*req, *text;
+	int			 rv;
+
+	if ((req = malloc(sizeof ctl->limit + len)) == NULL) {
+		fprintf(stderr, "dfsctl: out of memory\n");
+		return (1);
+	}
+	memcpy(req, &ctl->limit, sizeof ctl->limit);
+	if (len != 0)
+		memcpy(req + sizeof ctl->limit, list, len);
+	memset(&h, 0, sizeof h);
+	h.magic = DFS_PROTO_MAGIC;
+	h.version = DFS_PROTO_VERSION;
+	h.type = DFS_TYPE_REQUEST;
+	h.command = code;
+	h.flags = ctl->flags;
+	h.length = sizeof ctl->limit + len;
+	rv = dfsctl_write(fd, &h, sizeof h) == -1 ||
+	    dfsctl_write(fd, req, h.length) == -1;
+	free(req);
+	if (rv) {
+		fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket,
+		    dfsctl_strerror(errno));
+		return (1);
+	}
+	for (;;) {
+		if (dfsctl_read(fd, &h, sizeof h) == -1) {
+			fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket,
+			    errno == 0 ? "connection closed by dfs" :
+			    errno == EAGAIN ? "no reply from dfs" :
+			    dfsctl_strerror(errno));
+			return (1);
+		}
+		if (h.magic != DFS_PROTO_MAGIC || h.type != DFS_TYPE_REPLY ||
+		    h.length > DFS_PROTO_MAX_PAYLOAD) {
+			fprintf(stderr, "dfsctl: %s: malformed reply\n",
+			    ctl->socket);
+			return (1);
+		}
+		if ((text = malloc(h.length + 1)) == NULL) {
+			fprintf(stderr, "dfsctl: out of memory\n");
+			return (1);
+		}
+		if (dfsctl_read(fd, text, h.length) == -1) {
+			fprintf(stderr, "dfsctl: %s: %s\n", ctl->socket,
+			    errno == 0 ? "reply cut short" :
+			    dfsctl_strerror(errno));
+			free(text);
+			return (1);
+		}
+		text[h.length] = '\0';
+		if (h.status != DFS_STATUS_MORE) {
+			rv = dfsctl_print(h.status, text);
+			free(text);
+			return (rv);
+		}
+		if (fwrite(text, 1, h.length, stdout) != h.length ||
+		    fflush(stdout) == EOF) {
+			fprintf(stderr, "dfsctl: stdout: %s\n",
+			    strerror(errno));
+			free(text);
+			return (1);
+		}
+		free(text);
+	}
+}
+
+/*
  * migrate: --now (the default) starts a run, of the given files only if
  * any; --dry-run shows what one would do; --status the last runs; --wait
  * follows the run started until it ends.
@@ -702,6 +784,8 @@ dfsctl_migrate(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 	if ((ctl->opts & DFSCTL_OPT_WAIT) && modes != DFSCTL_OPT_NOW)
 		dfsctl_bad("%s: --wait follows a run started with --now",
 		    cmd->name);
+	if ((ctl->opts & DFSCTL_OPT_LIMIT) && modes != DFSCTL_OPT_DRYRUN)
+		dfsctl_bad("%s: --limit is for --dry-run", cmd->name);
 	if (modes == DFSCTL_OPT_STATUS) {
 		if (argc > 1)
 			dfsctl_bad("%s: --status takes no path", cmd->name);
@@ -716,9 +800,14 @@ dfsctl_migrate(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 	}
 	list = dfsctl_path_list(cmd, argc, argv, &len);
 	fd = dfsctl_connect(ctl->socket);
-	if (modes == DFSCTL_OPT_DRYRUN || !(ctl->opts & DFSCTL_OPT_WAIT)) {
-		rv = dfsctl_exchange(ctl, fd, modes == DFSCTL_OPT_DRYRUN ?
-		    DFS_CMD_MIGRATE_PLAN : DFS_CMD_MIGRATE, ctl->flags, list,
+	if (modes == DFSCTL_OPT_DRYRUN) {
+		rv = dfsctl_stream(ctl, fd, DFS_CMD_MIGRATE_STREAM, list, len);
+		free(list);
+		close(fd);
+		return (rv);
+	}
+	if (!(ctl->opts & DFSCTL_OPT_WAIT)) {
+		rv = dfsctl_exchange(ctl, fd, DFS_CMD_MIGRATE, ctl->flags, list,
 		    len, &status, &text);
 		free(list);
 		if (rv != 0)
@@ -771,6 +860,7 @@ static const struct option dfsctl_longopts[] = {
 	{ "wait", no_argument, NULL, 'w' },
 	{ "now", no_argument, NULL, 'N' },
 	{ "dry-run", no_argument, NULL, 'D' },
+	{ "limit", required_argument, NULL, 'L' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -819,6 +909,20 @@ dfsctl_options(int argc, char **argv, struct dfsctl *ctl, const char **file,
 		case 'D':
 			ctl->opts |= DFSCTL_OPT_DRYRUN;
 			break;
+		case 'L': {
+			char			*end;
+			unsigned long long	 n;
+
+			errno = 0;
+			n = strtoull(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    *optarg == '-' || n == 0)
+				dfsctl_bad("--limit takes a number of files "
+				    "above 0, not %s", optarg);
+			ctl->limit = n;
+			ctl->opts |= DFSCTL_OPT_LIMIT;
+			break;
+		}
 		default:
 			dfsctl_bad(NULL);
 		}

@@ -1254,11 +1254,13 @@ mig_pinned(fuse_ino_t id)
 
 /* A dry run: what would move goes to cb, counted against the limits. */
 struct mig_plan {
-	void		(*cb)(void *, const struct mig_item *);
+	int		(*cb)(void *, const struct mig_item *);	/* 1: stop */
 	void		 *arg;
 	unsigned long	  files;
 	uint64_t	  bytes;
 	int		  all;		/* also files that stay put: explain */
+	unsigned long	  limit;	/* files to plan; 0: the run's limits */
+	int		  stop;
 };
 
 /*
@@ -1346,7 +1348,8 @@ mig_one(const struct irow *r, int force_to, int promote,
 	if (it.skip >= 0 || to < 0 || to == src)
 		goto done;
 	if (plan != NULL) {
-		plan->cb(plan->arg, &it);
+		if (plan->cb(plan->arg, &it) != 0)
+			plan->stop = 1;
 		plan->files++;
 		plan->bytes += st.st_size;
 		goto out;
@@ -1399,8 +1402,9 @@ done:
 		pthread_mutex_lock(&mig_mtx);
 		mig_cur.skipped[it.skip]++;
 		pthread_mutex_unlock(&mig_mtx);
-	} else if (plan != NULL && (it.skip >= 0 || plan->all))
-		plan->cb(plan->arg, &it);
+	} else if (plan != NULL && (it.skip >= 0 || plan->all) &&
+	    plan->cb(plan->arg, &it) != 0)
+		plan->stop = 1;
 out:
 	node_put(parent);
 	node_put(n);
@@ -1414,6 +1418,9 @@ mig_limited(struct mig_plan *plan)
 	uint64_t	bytes;
 	int		limited;
 
+	if (plan != NULL && (plan->stop ||
+	    (plan->limit > 0 && plan->files >= plan->limit)))
+		return (1);
 	pthread_mutex_lock(&mig_conf_mtx);
 	pthread_mutex_lock(&mig_mtx);
 	/* Copies waiting for their batch count as moved. */
@@ -1829,10 +1836,10 @@ static void	mig_flush_deferred(void);
 
 /* What a run would do, without moving anything. */
 void
-migrate_plan(const char *const *paths, size_t npaths,
-    void (*cb)(void *, const struct mig_item *), void *arg)
+migrate_plan(const char *const *paths, size_t npaths, unsigned long limit,
+    int (*cb)(void *, const struct mig_item *), void *arg)
 {
-	struct mig_plan	plan = { cb, arg, 0, 0, 0 };
+	struct mig_plan	plan = { cb, arg, 0, 0, 0, limit, 0 };
 
 	mig_flush_deferred();
 	scan_hold();
@@ -1857,10 +1864,11 @@ mig_flush_deferred(void)
 	index_flush(window);
 }
 
-static void
+static int
 mig_explain_cb(void *arg, const struct mig_item *it)
 {
 	*(struct mig_item *)arg = *it;
+	return (0);
 }
 
 /*
@@ -1872,7 +1880,7 @@ migrate_explain(const char *path, char *buf, size_t len)
 {
 	struct mig_limits	 lim = { 0, 0 };
 	struct mig_item		*it;
-	struct mig_plan		 plan = { mig_explain_cb, NULL, 0, 0, 1 };
+	struct mig_plan		 plan = { mig_explain_cb, NULL, 0, 0, 1, 0, 0 };
 	struct irow		 r;
 	int64_t			 reads, window;
 	int			 rv, promote;

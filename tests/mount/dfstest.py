@@ -12,6 +12,7 @@ tier holds data.  The daemon is `$DFS_BIN` (default <repo>/build/dfs).
 
 import ctypes
 import errno
+import json
 import os
 import shutil
 import signal
@@ -77,6 +78,20 @@ def mount_entry(path):
             if len(fields) >= 4 and _unescape(fields[1]) == path:
                 found = fields      # the last one is on top
     return found
+
+
+def dry_run(text):
+    """The JSON lines of `dfsctl --json migrate --dry-run` as one dict: the
+    summary (the last line), with "moves" and "left" the lists of the
+    per-file objects and "left_count" the summary's count."""
+    objs = [json.loads(l) for l in text.splitlines() if l.strip()]
+    if not objs or "files" not in objs[-1]:
+        raise TestFailure("dry run without a summary line: %r" % text[-500:])
+    res = dict(objs[-1])
+    res["left_count"] = res.pop("left")
+    res["moves"] = [o["move"] for o in objs[:-1] if "move" in o]
+    res["left"] = [o["stay"] for o in objs[:-1] if "stay" in o]
+    return res
 
 
 def is_mounted(path):

@@ -13,11 +13,12 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 
-from dfstest import (Mount, as_user, check, dfs_bin, eq, is_mounted,
-                     kill_pid, mounts_under, read_file, tiers_holding, unmount,
-                     write_file)
+from dfstest import (Mount, as_user, check, dfs_bin, dry_run, eq, is_mounted,
+                     kill_pid, mounts_under, read_file, tiers_holding,
+                     unmount, write_file)
 
 # dfs-protocol.h, version 1: host byte order, 32 bytes.
 HDR = struct.Struct("=IBBHIII12s")
@@ -453,17 +454,19 @@ def test_migrate_dry_run_explain_pin():
         out = ok(m, "migrate", "--dry-run")
         moves = [l for l in out.splitlines() if l.endswith(old)]
         eq(len(moves), 1, "old.txt in the dry run:\n" + out)
+        check(moves[0].startswith("move "), "a move: %r" % moves[0])
+        check("would move 1 file," in out, "summary:\n" + out)
         check(re.search(r"\bcold\s+fast\s+->\s+slow\b", moves[0]),
               "policy and tiers: %r" % moves[0])
         check(new not in out, "new.txt would not move:\n" + out)
-        j = json.loads(ok(m, "--json", "migrate", "--dry-run"))
+        j = dry_run(ok(m, "--json", "migrate", "--dry-run"))
         eq([(x["path"], x["policy"], x["from"], x["to"], x["size"])
             for x in j["moves"]], [(old, "cold", "fast", "slow", 12000)],
            "dry run moves")
         check(j["moves"][0]["age"] > 365 * 86400, "age: %r" % j["moves"][0])
         eq((j["files"], j["bytes"]), (1, 12000), "dry run totals")
         # named files: the one no policy takes is left, with the reason
-        j = json.loads(ok(m, "migrate", "--dry-run", "--json", "docs/new.txt",
+        j = dry_run(ok(m, "migrate", "--dry-run", "--json", "docs/new.txt",
                           old))
         eq([x["path"] for x in j["moves"]], [old], "named: moves")
         eq([(x["path"], x["reason"]) for x in j["left"]],
@@ -489,9 +492,9 @@ def test_migrate_dry_run_explain_pin():
         eq([(p["path"], p["inode"]) for p in j["pins"]], [(old, ino)],
            "pins --json")
         check("pinned" in ok(m, "explain", old), "explain says pinned")
-        eq(json.loads(ok(m, "--json", "migrate", "--dry-run"))["moves"], [],
+        eq(dry_run(ok(m, "--json", "migrate", "--dry-run"))["moves"], [],
            "nothing to move while pinned")
-        j = json.loads(ok(m, "--json", "migrate", "--dry-run", old))
+        j = dry_run(ok(m, "--json", "migrate", "--dry-run", old))
         eq([(x["path"], x["reason"]) for x in j["left"]], [(old, "pinned")],
            "pinned file left")
         j = json.loads(ok(m, "--json", "migrate", "--now", "--wait", old))
@@ -586,14 +589,25 @@ def _many_old(m):
 
 
 def test_status_answers_during_a_long_dry_run():
-    # 60,000 candidates: the dry run takes seconds; commands that need
-    # not read the whole index answer meanwhile.
+    # 60,000 candidates: the dry run takes seconds and streams its lines;
+    # commands that need not read the whole index answer meanwhile.
     with MigMount(populate=_many_old) as m:
         ok(m, "scan", "--status", "--wait")
+        rss0 = _rss_kb(m.proc.pid)
+        t0 = time.monotonic()
         plan = subprocess.Popen(
             [dfsctl_bin(), "-s", m.sock, "--json", "migrate", "--dry-run"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
+        lines, first, rss = [], [], [rss0]
+
+        def reader():
+            for line in plan.stdout:
+                if not first:
+                    first.append(time.monotonic() - t0)
+                lines.append(line)
+        rt = threading.Thread(target=reader)
+        rt.start()
         try:
             slowest, during = 0.0, 0
             for _ in range(20):
@@ -601,19 +615,34 @@ def test_status_answers_during_a_long_dry_run():
                 ok(m, "status")
                 ok(m, "where", m.p("many", "d07", "f7"))
                 took = time.monotonic() - t
+                rss.append(_rss_kb(m.proc.pid))
                 if plan.poll() is not None:
                     break
                 during += 1
                 slowest = max(slowest, took)
-            out, err = plan.communicate(timeout=300)
+            plan.wait(timeout=300)
+            rt.join(timeout=60)
+            err = plan.stderr.read()
         finally:
             if plan.poll() is None:
                 plan.kill()
                 plan.wait()
+            rt.join(timeout=60)
         eq(plan.returncode, 0, "the dry run: %r" % err[-300:])
-        j = json.loads(out)
-        check(j["files"] > 0, "the dry run found the files: %r" %
-              {k: v for k, v in j.items() if k not in ("moves", "left")})
+        j = dry_run(b"".join(lines).decode())
+        eq((j["files"], len(j["moves"])), (60000, 60000),
+           "the dry run's files and lines")
+        check(first and first[0] < 2.0, "first line after %s s" % first)
         check(during > 0, "no status answered while the dry run ran")
         check(slowest < 1.0, "status and where took up to %.2f s during the "
               "dry run" % slowest)
+        check(max(rss) - rss0 < 20 * 1024, "daemon RSS grew by %d KiB "
+              "during the dry run" % (max(rss) - rss0))
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
