@@ -20,6 +20,14 @@
 
 #define DFS_MAX_TIERS	16
 
+/*
+ * Free space a tier keeps for new files unless its config says otherwise:
+ * enough that the files already open on it can still grow while new ones
+ * go to the next tier.
+ */
+#define DFS_MIN_FREE_DEFAULT	"2%"
+#define DFS_MIN_FREE_PPM	20000
+
 /* Temp files of dfs itself on a tier start with this; never shown to clients. */
 #define DFS_TMP_PREFIX	".dfs-tmp."
 
@@ -69,6 +77,9 @@ struct tier {
 	int			 inodes_set;	/* stable_inodes from the config */
 	char			 fstype[32];	/* as mountinfo names it */
 	struct tier_stats	 stats;
+	atomic_int_fast64_t	 min_free;	/* bytes; see tier_room() */
+	atomic_int		 min_free_ppm;	/* or of the tier's size */
+	atomic_int		 short_room;	/* below min_free when last seen */
 };
 
 /* Whole-process state of the mount. */
@@ -304,6 +315,8 @@ int	tier_utimensat(int, int, const char *, const struct timespec *);
 int	tier_list(int, int, struct dirlist *);
 int	tier_dir_empty(int, int);
 int	tier_statfs(int, struct statvfs *);
+void	tier_set_min_free(int, int64_t, int);
+int	tier_room(int, uint64_t *, uint64_t *);
 int	tier_copy_xattrs(int, int, int);
 void	tier_count(int, atomic_uint_fast64_t *, uint64_t);
 int	tier_error(int, const char *, const char *, int);
@@ -422,6 +435,7 @@ int	migrate_explain(const char *, char *, size_t);
 int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);
 void	migrate_wake(void);
+void	migrate_room_short(int);
 int	migrate_sources_flush(void);
 void	migrate_sources_flush_id(fuse_ino_t);
 
@@ -576,6 +590,8 @@ struct dfs_config_tier {
 	int		 high_watermark;	/* percent used; 0: none */
 	int		 low_watermark;
 	int		 stable_inodes;	/* enum dfs_stable_inodes */
+	int64_t		 min_free;	/* bytes kept free for placement */
+	int		 min_free_ppm;	/* or parts per million of the tier */
 };
 
 /* Ordered: the first policy that matches a file decides. */

@@ -75,6 +75,7 @@ tier_add(const char *name, const char *path, char **cause)
 		t->name = strdup(name);
 	else
 		asprintf(&t->name, "tier%d", dfs.ntiers);
+	atomic_store(&t->min_free_ppm, DFS_MIN_FREE_PPM);
 	tier_real[dfs.ntiers] = real;
 	dfs.ntiers++;
 	return (0);
@@ -550,6 +551,41 @@ int
 tier_statfs(int t, struct statvfs *sv)
 {
 	return (TIER_RET(t, fstatvfs(dfs.tiers[t].fd, sv), "statfs", "/"));
+}
+
+/* The room tier t keeps for new files: bytes, or a share of its size. */
+void
+tier_set_min_free(int t, int64_t bytes, int ppm)
+{
+	atomic_store(&dfs.tiers[t].min_free, bytes);
+	atomic_store(&dfs.tiers[t].min_free_ppm, ppm);
+}
+
+/*
+ * Has tier t room for new files: more than its min_free available to
+ * dfs (which runs as root, but leaves the root reserve to others)?  1 or
+ * 0, with what is available and what must stay free; -errno if the tier
+ * cannot say.
+ */
+int
+tier_room(int t, uint64_t *avail, uint64_t *need)
+{
+	struct statvfs	sv;
+	int64_t		bytes = atomic_load(&dfs.tiers[t].min_free);
+	int		ppm = atomic_load(&dfs.tiers[t].min_free_ppm), rv;
+
+	if ((rv = tier_statfs(t, &sv)) != 0)
+		return (rv);
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (bytes > 0)
+		*need = (uint64_t)bytes;
+	else
+		*need = (uint64_t)((double)sv.f_blocks * sv.f_frsize * ppm /
+		    1000000);
+	/* A tier reporting no size at all (some network ones) has room. */
+	if (sv.f_blocks == 0)
+		return (1);
+	return (*avail > *need);
 }
 
 int
