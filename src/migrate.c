@@ -1471,6 +1471,15 @@ mig_short(int t, int factor)
 	return (avail * sv.f_frsize < (double)need * factor);
 }
 
+/* Has tier t more than its min_free free (or cannot it say)? */
+static int
+mig_room_for(int t)
+{
+	uint64_t	avail, need;
+
+	return (tier_room(t, &avail, &need) != 0);
+}
+
 /* Should a room run on tier t go on? */
 static int
 mig_want_room(int t, int high, int low)
@@ -1584,7 +1593,9 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 		if (index_hot(t, reads, mig_now_ns() - window * 1000000000,
 		    MIG_BATCH, &rows, &n) != 0)
 			continue;
-		for (i = 0; i < n && !mig_limited(plan); i++)
+		/* Promotions never take the room kept for new files. */
+		for (i = 0; i < n && !mig_limited(plan) && mig_room_for(0);
+		    i++)
 			mig_one(&rows[i], 0, 1, plan, &lim);
 		free(rows);
 	}
