@@ -127,25 +127,27 @@ def test_write_to_full_tier_fails_clearly():
         write_file(m.p("log"), b"")
         fd = os.open(m.p("log"), os.O_WRONLY | os.O_APPEND)
         line = b"x" * 4095 + b"\n"
-        n = 0
+        total = 0
         err = None
         try:
-            while n < 8192:
+            while total < 32 * MiB:
                 try:
-                    os.write(fd, line)
+                    total += os.write(fd, line)
                 except OSError as e:
                     err = e.errno
                     break
-                n += 1
         finally:
             os.close(fd)
         pr = Problems(m)
         pr.eq(err, errno.ENOSPC, "an O_APPEND writer on a full tier 0")
         pr.eq(where(m, "log"), "t0", "the appended file stays")
         got = read_file(m.p("log"))
-        pr.check(len(got) % len(line) == 0 and got == line * (len(got) //
-                 len(line)), "the appended file holds whole lines only "
-                 "(%d bytes)" % len(got))
+        pr.eq(len(got), total, "size: the bytes the writes reported")
+        pr.check(got == (line * (total // len(line) + 1))[:total],
+                 "the appended file is not what was appended")
+        write_file(m.p("next"), b"next")
+        pr.eq(where(m, "next"), "t1", "the next new file")
+        pr.eq(read_file(m.p("next")), b"next", "the next new file: content")
         lines = [l for l in m.full_log().splitlines()
                  if "No space left" in l]
         pr.check(lines and all("/log" in l for l in lines),
@@ -162,7 +164,8 @@ def test_worker_makes_room_when_tier0_runs_short():
         err, done = _fill(m, "old", limit=15 * MiB)
         os.utime(m.p("old"), (OLD, OLD))
         write_file(m.p("trigger"), b"t")
-        m.wait_runs(1, kind="watermark")
+        # unwoken, the worker looks every 5 s: the create must wake it
+        m.wait_runs(1, kind="watermark", timeout=3.0)
         ok = wait_for(lambda: where(m, "old") == "t1" and
                       _free(m, 0) > MIN_FREE, RUN_TIMEOUT)
         pr = Problems(m)
