@@ -11,7 +11,8 @@ import os
 import stat
 
 from dfstest import check, eq, read_file, wait_for, write_file
-from test_migrate import OLD, RUN_TIMEOUT, MigMount, Problems, policy, where
+from test_migrate import (OLD, RUN_TIMEOUT, MigMount, Problems, dfsctl_bin,
+                          policy, run, where)
 
 MIN_FREE = 2 << 20
 MiB = 1 << 20
@@ -176,4 +177,30 @@ def test_worker_makes_room_when_tier0_runs_short():
         pr.eq(os.stat(m.p("old")).st_size, done, "old: size after the move")
         write_file(m.p("later"), b"later")
         pr.eq(where(m, "later"), "t0", "a new file once room is made")
+        pr.done()
+
+
+def test_min_free_changes_on_reload():
+    # about 1 MiB left on tier 0: short of 2M, not of 256K, short of 50%
+    with MigMount(policy("keep", action="exclude", paths=["/fill*"]),
+                  tmpfs={0: "16m"}, migration={"interval": "0"},
+                  tier_opts={0: "min_free = 2M"}) as m:
+        err, done = _fill(m, "fill", limit=15 * MiB)
+        eq(err, None, "writing 15 MiB into the 16 MiB tier 0")
+        free = _free(m, 0)
+        check(256 << 10 < free < MIN_FREE, "tier 0 has %d bytes free" % free)
+        pr = Problems(m)
+        for i, (opt, want) in enumerate((("min_free = 2M", "t1"),
+                                         ("min_free = 256K", "t0"),
+                                         ("min_free = 50%", "t1"))):
+            if i > 0:
+                m.tier_opts[0] = opt
+                write_file(m.conf, m.config())
+                rc, out, err = run([dfsctl_bin(), "-s", m.sock, "reload"])
+                pr.eq((rc, err), (0, ""), "reload to %s" % opt)
+            name = "f%d" % i
+            write_file(m.p(name), name.encode())
+            pr.eq(where(m, name), want, "a new file with %s" % opt)
+        pr.check("tier t0 has room again" in m.full_log(),
+                 "no log line for tier 0 with room again")
         pr.done()
