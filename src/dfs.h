@@ -316,6 +316,7 @@ int	tier_list(int, int, struct dirlist *);
 int	tier_dir_empty(int, int);
 int	tier_statfs(int, struct statvfs *);
 void	tier_set_min_free(int, int64_t, int);
+uint64_t tier_min_free(int, uint64_t);
 int	tier_room(int, uint64_t *, uint64_t *);
 int	tier_copy_xattrs(int, int, int);
 void	tier_count(int, atomic_uint_fast64_t *, uint64_t);

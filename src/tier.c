@@ -561,6 +561,18 @@ tier_set_min_free(int t, int64_t bytes, int ppm)
 	atomic_store(&dfs.tiers[t].min_free_ppm, ppm);
 }
 
+/* The bytes tier t keeps free for new files, of a tier of total bytes. */
+uint64_t
+tier_min_free(int t, uint64_t total)
+{
+	int64_t	bytes = atomic_load(&dfs.tiers[t].min_free);
+	int	ppm = atomic_load(&dfs.tiers[t].min_free_ppm);
+
+	if (bytes > 0)
+		return ((uint64_t)bytes);
+	return ((uint64_t)((double)total * ppm / 1000000));
+}
+
 /*
  * Has tier t room for new files: more than its min_free available to
  * dfs (which runs as root, but leaves the root reserve to others)?  1 or
@@ -571,17 +583,12 @@ int
 tier_room(int t, uint64_t *avail, uint64_t *need)
 {
 	struct statvfs	sv;
-	int64_t		bytes = atomic_load(&dfs.tiers[t].min_free);
-	int		ppm = atomic_load(&dfs.tiers[t].min_free_ppm), rv;
+	int		rv;
 
 	if ((rv = tier_statfs(t, &sv)) != 0)
 		return (rv);
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (bytes > 0)
-		*need = (uint64_t)bytes;
-	else
-		*need = (uint64_t)((double)sv.f_blocks * sv.f_frsize * ppm /
-		    1000000);
+	*need = tier_min_free(t, (uint64_t)sv.f_blocks * sv.f_frsize);
 	/* A tier reporting no size at all (some network ones) has room. */
 	if (sv.f_blocks == 0)
 		return (1);

@@ -7,6 +7,7 @@ file on a full tier fails with ENOSPC, and the log names the file.
 """
 
 import errno
+import json
 import os
 import stat
 
@@ -46,6 +47,12 @@ def _fill(m, name, limit=64 * MiB):
     return err, done
 
 
+def _status_tier(m, i):
+    rc, out, err = run([dfsctl_bin(), "-s", m.sock, "--json", "status"])
+    eq((rc, err), (0, ""), "dfsctl --json status")
+    return json.loads(out)["tiers"][i]
+
+
 def _mode(path):
     st = os.stat(path)
     return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
@@ -68,6 +75,10 @@ def test_full_tier0_new_names_go_to_tier1():
                  "the fill stopped at %d bytes" % done)
         pr.eq(where(m, "fill"), "t0", "the filler")
         pr.check(_free(m, 0) < MIN_FREE, "tier 0 not short after the fill")
+        st = _status_tier(m, 0)
+        pr.eq((st.get("min_free"), st.get("room")), (MIN_FREE, False),
+              "status of the full tier 0: min_free, room")
+        pr.eq(_status_tier(m, 1).get("room"), True, "status: tier 1 room")
         pr.done()
 
         data = os.urandom(4 * MiB)
@@ -105,6 +116,8 @@ def test_full_tier0_new_names_go_to_tier1():
         write_file(m.p("a", "b", "after"), b"after in a/b")
         os.mkdir(m.p("a", "b", "c", "dir-after"))
         pr = Problems(m)
+        pr.eq(_status_tier(m, 0).get("room"), True,
+              "status: tier 0 has room again")
         pr.eq(where(m, "after"), "t0", "a new file with room again")
         pr.eq(where(m, "a/b/after"), "t0", "a new file in a tier-1 dir")
         pr.eq(where(m, "a/b/c/dir-after"), "t0", "a new dir in a tier-1 dir")
