@@ -1447,8 +1447,9 @@ config_same_str(const char *a, const char *b)
 
 /*
  * Can a running mount switch from old to new (SIGHUP, dfsctl reload)?
- * Policies, migration settings, watermarks and the log level change live;
- * what the mount, the index or the socket was set up with does not.
+ * Policies, migration settings, watermarks, min_free and the log level
+ * change live; what the mount, the index or the socket was set up with
+ * does not.
  */
 int
 config_reloadable(const struct dfs_config *old, const struct dfs_config *new,
