@@ -179,14 +179,15 @@ def test_worker_makes_room_when_tier0_runs_short():
         os.utime(m.p("old"), (OLD, OLD))
         write_file(m.p("trigger"), b"t")
         # unwoken, the worker looks every 5 s: the create must wake it
-        m.wait_runs(1, kind="watermark", timeout=3.0)
+        started = wait_for(lambda: "short of its min_free: moving" in
+                           m.full_log(), 3.0)
+        check(started, "no room run began within 3 s of the create")
+        m.wait_runs(1, kind="watermark")
         ok = wait_for(lambda: where(m, "old") == "t1" and
                       _free(m, 0) > MIN_FREE, RUN_TIMEOUT)
         pr = Problems(m)
         pr.check(ok, "the oldest file did not leave the short tier 0 (%s, "
                  "%d bytes free)" % (where(m, "old"), _free(m, 0)))
-        pr.check("short of its min_free" in m.full_log(),
-                 "no log line for the room run")
         pr.eq(os.stat(m.p("old")).st_size, done, "old: size after the move")
         write_file(m.p("later"), b"later")
         pr.eq(where(m, "later"), "t0", "a new file once room is made")
