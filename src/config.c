@@ -108,6 +108,7 @@ static int	config_parse_percent(cfg_t *, cfg_opt_t *, const char *,
 		    void *);
 static int	config_parse_count(cfg_t *, cfg_opt_t *, const char *, void *);
 static int	config_parse_size(cfg_t *, cfg_opt_t *, const char *, void *);
+static int	config_parse_room(cfg_t *, cfg_opt_t *, const char *, void *);
 static int	config_parse_duration(cfg_t *, cfg_opt_t *, const char *,
 		    void *);
 static int	config_parse_tierref(cfg_t *, cfg_opt_t *, const char *,
@@ -125,6 +126,8 @@ static cfg_opt_t config_tier_opts[] = {
 	CFG_STR_CB("path", NULL, CFGF_NODEFAULT, config_parse_path),
 	CFG_INT_CB("high_watermark", 0, CFGF_NODEFAULT, config_parse_percent),
 	CFG_INT_CB("low_watermark", 0, CFGF_NODEFAULT, config_parse_percent),
+	CFG_STR_CB("min_free", DFS_MIN_FREE_DEFAULT, CFGF_NONE,
+	    config_parse_room),
 	CFG_INT_CB("stable_inodes", DFS_INODES_AUTO, CFGF_NONE,
 	    config_parse_word),
 	CFG_FLOAT_CB("timeout", DFS_TIER_TIMEOUT, CFGF_NONE,
@@ -418,6 +421,31 @@ config_size(const char *s, int64_t *out)
 	if (v > (unsigned long long)(INT64_MAX >> shift))
 		return (-1);
 	*out = (int64_t)(v << shift);
+	return (0);
+}
+
+/*
+ * Room to keep free: a size ("64M") or a percentage of the tier ("2%",
+ * "0.5%"), kept as parts per million.
+ */
+static int
+config_room(const char *s, int64_t *bytes, int *ppm)
+{
+	char	*end;
+	double	 d;
+	size_t	 len = strlen(s);
+
+	*bytes = 0;
+	*ppm = 0;
+	if (len == 0 || s[len - 1] != '%')
+		return (config_size(s, bytes));
+	if (*s < '0' || *s > '9' || strspn(s, "0123456789.") != len - 1)
+		return (-1);
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno != 0 || end != s + len - 1 || d < 0 || d > 50)
+		return (-1);
+	*ppm = (int)(d * 10000 + 0.5);
 	return (0);
 }
 
@@ -753,6 +781,23 @@ config_parse_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res)
 }
 
 static int
+config_parse_room(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res)
+{
+	int64_t	b;
+	int	ppm;
+
+	if (config_note(cfg, opt) != 0)
+		return (-1);
+	if (config_room(value, &b, &ppm) != 0)
+		return (config_bad(cfg, opt, value, "must be a size (a number "
+		    "of bytes with an optional K, M, G, T or P, e.g. 64M) or "
+		    "a percentage of the tier from 0% to 50% (e.g. 2% or "
+		    "0.5%)"));
+	*(const char **)res = value;
+	return (0);
+}
+
+static int
 config_parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value,
     void *res)
 {
@@ -992,6 +1037,8 @@ config_build_tiers(cfg_t *cfg, struct dfs_config *conf)
 			goto nomem;
 		t->stable_inodes = cfg_getint(sec, "stable_inodes");
 		t->timeout = cfg_getfloat(sec, "timeout");
+		config_room(cfg_getstr(sec, "min_free"), &t->min_free,
+		    &t->min_free_ppm);
 		if (cfg_size(sec, "high_watermark") != 0) {
 			t->high_watermark = cfg_getint(sec, "high_watermark");
 			if (cfg_size(sec, "low_watermark") != 0)
@@ -1403,8 +1450,9 @@ config_same_str(const char *a, const char *b)
 
 /*
  * Can a running mount switch from old to new (SIGHUP, dfsctl reload)?
- * Policies, migration settings, watermarks and the log level change live;
- * what the mount, the index or the socket was set up with does not.
+ * Policies, migration settings, watermarks, min_free and the log level
+ * change live; what the mount, the index or the socket was set up with
+ * does not.
  */
 int
 config_reloadable(const struct dfs_config *old, const struct dfs_config *new,

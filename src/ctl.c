@@ -458,6 +458,7 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 	struct mig_status	 mig;
 	struct timespec		 now;
 	uint64_t		 files[DFS_MAX_TIERS], bytes[DFS_MAX_TIERS];
+	uint64_t		 need;
 	char			 used[16], total[16], held[16];
 	unsigned long		 nodes = node_count(), nconflicts;
 	long			 up;
@@ -511,6 +512,10 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 				    ",\"available\":%" PRIu64 ",\"total\":%"
 				    PRIu64 ",\"percent\":%d", sp[i].used,
 				    sp[i].avail, sp[i].total, sp[i].percent);
+				need = tier_min_free(i, sp[i].total);
+				ctl_buf_printf(b, ",\"min_free\":%" PRIu64
+				    ",\"room\":%s", need, sp[i].total == 0 ||
+				    sp[i].avail > need ? "true" : "false");
 			}
 			if (haveusage)
 				ctl_buf_printf(b, ",\"files\":%" PRIu64
@@ -583,10 +588,16 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 			ctl_buf_printf(b, "  %8s  %7s", "-", "-");
 		/* Usage against the watermarks that trigger a run. */
 		if (migrate_watermarks(i, &high, &low))
-			ctl_buf_printf(b, "  high %d%%, low %d%%%s\n", high,
+			ctl_buf_printf(b, "  high %d%%, low %d%%%s", high,
 			    low, sp[i].percent > high ? " (over)" : "");
 		else
-			ctl_buf_printf(b, "  -\n");
+			ctl_buf_printf(b, "  -");
+		/* New files are going elsewhere: say why. */
+		need = tier_min_free(i, sp[i].total);
+		if (sp[i].total != 0 && sp[i].avail <= need)
+			ctl_buf_printf(b, "  (short of min_free, new files go "
+			    "to the next tier)");
+		ctl_buf_putc(b, '\n');
 	}
 	ctl_buf_putc(b, '\n');
 	ctl_tier_caps_text(b, wname);

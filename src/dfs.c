@@ -274,6 +274,7 @@ static int
 dfs_reload(char **cause)
 {
 	struct dfs_config	*conf, *old;
+	int			 t;
 
 	pthread_mutex_lock(&dfs_conf_mtx);
 	if ((old = dfs_conf) == NULL) {
@@ -294,6 +295,9 @@ dfs_reload(char **cause)
 	dfs_conf = conf;
 	tier_set_timeouts(conf);
 	migrate_configure(conf);
+	for (t = 0; t < conf->ntiers; t++)
+		tier_set_min_free(t, conf->tiers[t].min_free,
+		    conf->tiers[t].min_free_ppm);
 	log_set_level(conf->log_level);
 	pthread_mutex_unlock(&dfs_conf_mtx);
 	config_free(old);
@@ -364,6 +368,8 @@ dfs_apply_config(struct dfs_config *conf, const char **mnt, char **fuse_opts)
 			fprintf(stderr, "dfs: %s: %s\n", conf->file, cause);
 			exit(2);
 		}
+		tier_set_min_free(t, conf->tiers[t].min_free,
+		    conf->tiers[t].min_free_ppm);
 	}
 	if (*mnt == NULL)
 		*mnt = conf->mountpoint;

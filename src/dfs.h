@@ -20,6 +20,14 @@
 
 #define DFS_MAX_TIERS	16
 
+/*
+ * Free space a tier keeps for new files unless its config says otherwise:
+ * enough that the files already open on it can still grow while new ones
+ * go to the next tier.
+ */
+#define DFS_MIN_FREE_DEFAULT	"2%"
+#define DFS_MIN_FREE_PPM	20000
+
 /* Temp files of dfs itself on a tier start with this; never shown to clients. */
 #define DFS_TMP_PREFIX	".dfs-tmp."
 
@@ -72,6 +80,9 @@ struct tier {
 	struct tier_stats	 stats;
 	atomic_llong		 timeout_ms;	/* a client waits on it; 0: ever */
 	atomic_int		 stuck;		/* calls given up on, still out */
+	atomic_int_fast64_t	 min_free;	/* bytes; see tier_room() */
+	atomic_int		 min_free_ppm;	/* or of the tier's size */
+	atomic_int		 short_room;	/* below min_free when last seen */
 };
 
 /*
@@ -338,6 +349,9 @@ void	tier_track(struct tier_track *);
 struct dfs_config;
 void	tier_set_timeouts(const struct dfs_config *);
 long long tier_now_ms(void);
+void	tier_set_min_free(int, int64_t, int);
+uint64_t tier_min_free(int, uint64_t);
+int	tier_room(int, uint64_t *, uint64_t *);
 int	tier_copy_xattrs(int, int, int);
 void	tier_count(int, atomic_uint_fast64_t *, uint64_t);
 int	tier_error(int, const char *, const char *, int);
@@ -458,6 +472,7 @@ int	migrate_explain(const char *, char *, size_t);
 int	migrate_pin(const char *, int);
 int	migrate_watermarks(int, int *, int *);
 void	migrate_wake(void);
+void	migrate_room_short(int);
 int	migrate_sources_flush(void);
 void	migrate_sources_flush_id(fuse_ino_t);
 
@@ -628,6 +643,8 @@ struct dfs_config_tier {
 	int		 low_watermark;
 	int		 stable_inodes;	/* enum dfs_stable_inodes */
 	double		 timeout;	/* s; 0: wait as long as the tier does */
+	int64_t		 min_free;	/* bytes kept free for placement */
+	int		 min_free_ppm;	/* or parts per million of the tier */
 };
 
 /* s a client waits for a tier before it gets ETIMEDOUT, by default */

@@ -48,6 +48,7 @@ static struct dfs_config	*mig_conf;	/* guarded by mig_conf_mtx */
 static pthread_mutex_t		 mig_conf_mtx = PTHREAD_MUTEX_INITIALIZER;
 static int			 mig_stop;
 static int			 mig_kick;
+static int			 mig_room;	/* a tier fell short of min_free */
 static char			**mig_kick_paths;
 static size_t			 mig_kick_npaths;
 static struct mig_run		 mig_runs[MIG_RUNS];
@@ -1437,35 +1438,79 @@ mig_limited(struct mig_plan *plan)
 }
 
 /*
- * Tier t's usage in percent, counting as free what the moves in flight
- * free once their sources go, so that a watermark run stops in time
+ * What tier t has free in blocks of sv's size, counting as free what the
+ * moves in flight free once their sources go, so that a run stops in time
  * without giving up its batches.
  */
+static double
+mig_avail(int t, struct statvfs *sv)
+{
+	double		avail;
+	size_t		i;
+
+	if (tier_statfs(t, sv) != 0 || sv->f_blocks == 0 || sv->f_frsize == 0)
+		return (-1);
+	avail = (double)sv->f_bavail;
+	for (i = 0; i < mig_npend; i++)
+		if (mig_pend[i].src == t)
+			avail += (mig_pend[i].st.st_size + sv->f_frsize - 1) /
+			    sv->f_frsize;
+	pthread_mutex_lock(&mig_done_mtx);
+	for (i = 0; i < mig_ndone; i++)
+		if (mig_done[i].src == t)
+			avail += (mig_done[i].size + sv->f_frsize - 1) /
+			    sv->f_frsize;
+	pthread_mutex_unlock(&mig_done_mtx);
+	if (avail > sv->f_blocks)
+		avail = sv->f_blocks;
+	return (avail);
+}
+
+/* Tier t's usage in percent, moves in flight counted as done. */
 static int
 mig_usage(int t)
 {
 	struct statvfs	sv;
 	double		avail;
-	size_t		i;
 
-	if (tier_statfs(t, &sv) != 0 || sv.f_blocks == 0 || sv.f_frsize == 0)
+	if ((avail = mig_avail(t, &sv)) < 0)
 		return (0);
-	avail = (double)sv.f_bavail;
-	for (i = 0; i < mig_npend; i++)
-		if (mig_pend[i].src == t)
-			avail += (mig_pend[i].st.st_size + sv.f_frsize - 1) /
-			    sv.f_frsize;
-	pthread_mutex_lock(&mig_done_mtx);
-	for (i = 0; i < mig_ndone; i++)
-		if (mig_done[i].src == t)
-			avail += (mig_done[i].size + sv.f_frsize - 1) /
-			    sv.f_frsize;
-	pthread_mutex_unlock(&mig_done_mtx);
-	if (avail > sv.f_blocks)
-		avail = sv.f_blocks;
 	return ((int)(100 - avail * 100 / sv.f_blocks));
 }
 
+/*
+ * Is tier t short of room for new files: less than factor times its
+ * min_free free, moves in flight counted as done?  A run that starts at 1
+ * goes on until 2, so that it does not stop at the edge.
+ */
+static int
+mig_short(int t, int factor)
+{
+	struct statvfs	sv;
+	uint64_t	a, need;
+	double		avail;
+
+	if (tier_room(t, &a, &need) < 0 || need == 0 ||
+	    (avail = mig_avail(t, &sv)) < 0)
+		return (0);
+	return (avail * sv.f_frsize < (double)need * factor);
+}
+
+/* Has tier t more than its min_free free (or cannot it say)? */
+static int
+mig_room_for(int t)
+{
+	uint64_t	avail, need;
+
+	return (tier_room(t, &avail, &need) != 0);
+}
+
+/* Should a room run on tier t go on? */
+static int
+mig_want_room(int t, int high, int low)
+{
+	return ((high > 0 && mig_usage(t) > low) || mig_short(t, 2));
+}
 
 /*
  * One run: the named paths, or the watermarks (oldest first until below
@@ -1508,18 +1553,23 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 		low = c != NULL && t < c->ntiers ? c->tiers[t].low_watermark :
 		    0;
 		pthread_mutex_unlock(&mig_conf_mtx);
-		if (high <= 0 || mig_usage(t) <= high)
+		if (mig_short(t, 1))
+			log_info("tier %s is short of its min_free: moving the "
+			    "oldest files to %s", dfs.tiers[t].name,
+			    dfs.tiers[t + 1].name);
+		else if (high > 0 && mig_usage(t) > high)
+			log_info("tier %s is %d%% full, above %d%%: moving the "
+			    "oldest files to %s", dfs.tiers[t].name,
+			    mig_usage(t), high, dfs.tiers[t + 1].name);
+		else
 			continue;
-		log_info("tier %s is %d%% full, above %d%%: moving the oldest "
-		    "files to %s", dfs.tiers[t].name, mig_usage(t), high,
-		    dfs.tiers[t + 1].name);
 		after = INT64_MIN;
 		after_id = 0;
-		while (mig_usage(t) > low && !mig_limited(plan)) {
+		while (mig_want_room(t, high, low) && !mig_limited(plan)) {
 			if (index_candidates(t, 0, INT64_MAX, &after, &after_id,
 			    MIG_BATCH, &rows, &n) != 0)
 				break;
-			for (i = 0; i < n && mig_usage(t) > low &&
+			for (i = 0; i < n && mig_want_room(t, high, low) &&
 			    !mig_limited(plan); i++)
 				mig_one(&rows[i], t + 1, 0, NULL, &lim);
 			free(rows);
@@ -1568,7 +1618,9 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 		if (index_hot(t, reads, mig_now_ns() - window * 1000000000,
 		    MIG_BATCH, &rows, &n) != 0)
 			continue;
-		for (i = 0; i < n && !mig_limited(plan); i++)
+		/* Promotions never take the room kept for new files. */
+		for (i = 0; i < n && !mig_limited(plan) && mig_room_for(0);
+		    i++)
 			mig_one(&rows[i], 0, 1, plan, &lim);
 		free(rows);
 	}
@@ -1622,7 +1674,7 @@ mig_free_paths(char **paths, size_t n)
 	free(paths);
 }
 
-/* Is any tier over its high watermark? */
+/* Is any tier but the last over its high watermark or short of room? */
 static int
 mig_over_watermark(void)
 {
@@ -1633,7 +1685,7 @@ mig_over_watermark(void)
 		high = mig_conf != NULL && t < mig_conf->ntiers ?
 		    mig_conf->tiers[t].high_watermark : 0;
 		pthread_mutex_unlock(&mig_conf_mtx);
-		over = high > 0 && mig_usage(t) > high;
+		over = (high > 0 && mig_usage(t) > high) || mig_short(t, 1);
 	}
 	return (over);
 }
@@ -1669,10 +1721,12 @@ mig_main(void *arg)
 		pthread_mutex_lock(&mig_mtx);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += interval > 0 && interval < 5 ? interval : 5;
-		while (!mig_stop && !(mig_kick && index_is_scanned()))
+		while (!mig_stop && !((mig_kick || mig_room) &&
+		    index_is_scanned()))
 			if (pthread_cond_timedwait(&mig_cv, &mig_mtx,
 			    &until) != 0)
 				break;
+		mig_room = 0;
 		pthread_mutex_unlock(&mig_mtx);
 		if (mig_stop)
 			break;
@@ -1723,6 +1777,20 @@ void
 migrate_wake(void)
 {
 	pthread_mutex_lock(&mig_mtx);
+	pthread_cond_broadcast(&mig_cv);
+	pthread_mutex_unlock(&mig_mtx);
+}
+
+/*
+ * Tier t has fallen short of its min_free: check the tiers now, not at
+ * the next interval, so that room is made while new files go elsewhere.
+ */
+void
+migrate_room_short(int t)
+{
+	(void)t;
+	pthread_mutex_lock(&mig_mtx);
+	mig_room = 1;
 	pthread_cond_broadcast(&mig_cv);
 	pthread_mutex_unlock(&mig_mtx);
 }

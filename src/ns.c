@@ -1,6 +1,7 @@
 /*
- * Namespace changes in the merged tree: creation lands on tier 0 with any
- * missing parents made like the existing ones; unlink, rmdir, rename and
+ * Namespace changes in the merged tree: creation lands on the first tier
+ * with room (tier 0 unless it is short of its min_free) with any missing
+ * parents made like the existing ones; unlink, rmdir, rename and
  * link act on the tiers that hold the names, so that a name exists once
  * and no client ever sees EXDEV.
  */
@@ -151,66 +152,112 @@ ns_absent(struct node *parent, const char *name)
 	return (rv == -ENOENT ? 0 : rv);
 }
 
-/* mkdir, mknod and symlink: a new name on tier 0. */
+/*
+ * Tier t was seen short of room, or with room again: say so once, and
+ * have the worker make room at once rather than at its next check.
+ */
+static void
+ns_room_seen(int t, int isshort, uint64_t avail, uint64_t need)
+{
+	if (atomic_exchange(&dfs.tiers[t].short_room, isshort) == isshort)
+		return;
+	if (isshort) {
+		log_info("tier %s: %llu bytes free, min_free %llu: new files "
+		    "go to the next tier with room", dfs.tiers[t].name,
+		    (unsigned long long)avail, (unsigned long long)need);
+		migrate_room_short(t);
+	} else
+		log_info("tier %s has room again for new files",
+		    dfs.tiers[t].name);
+}
+
+/*
+ * The tier for a new name: the first with more than its min_free
+ * available.  If none has, the one with the most, so that a create fails
+ * only when no tier can take it.  A tier that cannot say is passed over.
+ */
+static int
+ns_place(void)
+{
+	uint64_t	avail, need, best = 0;
+	int		t, r, pick = 0;
+
+	for (t = 0; t < dfs.ntiers; t++) {
+		if ((r = tier_room(t, &avail, &need)) < 0)
+			continue;
+		ns_room_seen(t, !r, avail, need);
+		if (r)
+			return (t);
+		if (avail > best) {
+			best = avail;
+			pick = t;
+		}
+	}
+	return (pick);
+}
+
+/* mkdir, mknod and symlink: a new name on the first tier with room. */
 int
 ns_make(struct node *parent, const char *name, mode_t mode, dev_t rdev,
     const char *target, const struct fuse_ctx *ctx,
     struct fuse_entry_param *e)
 {
-	int	pfd, rv, retry = 0;
+	int	t, pfd, rv, retry = 0;
 
 	if ((rv = ns_absent(parent, name)) != 0)
 		return (rv);
-	if ((pfd = ns_ensure_dir(parent, 0)) < 0)
+	t = ns_place();
+	if ((pfd = ns_ensure_dir(parent, t)) < 0)
 		return (pfd);
 	do {
 		if (target != NULL)
-			rv = tier_symlinkat(0, target, pfd, name);
+			rv = tier_symlinkat(t, target, pfd, name);
 		else if (S_ISDIR(mode))
-			rv = tier_mkdirat(0, pfd, name, mode & 07777);
+			rv = tier_mkdirat(t, pfd, name, mode & 07777);
 		else
-			rv = tier_mknodat(0, pfd, name, mode, rdev);
+			rv = tier_mknodat(t, pfd, name, mode, rdev);
 	} while (rv != 0 && retry++ == 0 && ns_retry(rv));
 	if (rv != 0)
 		return (rv);
 	if (target != NULL)
 		mode = S_IFLNK | 0777;
-	if ((rv = ns_own(0, pfd, name, -1, mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, 0, 1, e)) != 0) {
-		tier_unlinkat(0, pfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+	if ((rv = ns_own(t, pfd, name, -1, mode, ctx)) != 0 ||
+	    (rv = resolve_lookup_at(parent, name, t, 1, e)) != 0) {
+		tier_unlinkat(t, pfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 		return (rv);
 	}
 	if (S_ISDIR(mode))
 		node_subdirs_changed(parent);
-	ns_touch_dir(parent, 0);
+	ns_touch_dir(parent, t);
 	return (0);
 }
 
-/* create: a new regular file on tier 0, opened; *fdp is its handle. */
+/* create: a new regular file on the first tier with room, opened. */
 int
 ns_create(struct node *parent, const char *name, mode_t mode, int flags,
     const struct fuse_ctx *ctx, struct fuse_entry_param *e, int *fdp)
 {
-	int	pfd, fd, rv;
+	int	t, pfd, fd, rv;
 
 	if ((rv = ns_absent(parent, name)) != 0)
 		return (rv);
-	if ((pfd = ns_ensure_dir(parent, 0)) < 0)
+	t = ns_place();
+	if ((pfd = ns_ensure_dir(parent, t)) < 0)
 		return (pfd);
 	flags &= ~O_NOFOLLOW;
-	fd = tier_openat(0, pfd, name, flags | O_CREAT | O_EXCL, mode & 07777);
+	fd = tier_openat(t, pfd, name, flags | O_CREAT | O_EXCL, mode & 07777);
 	if (ns_retry(fd))
-		fd = tier_openat(0, pfd, name, flags | O_CREAT | O_EXCL,
+		fd = tier_openat(t, pfd, name, flags | O_CREAT | O_EXCL,
 		    mode & 07777);
 	if (fd < 0)
 		return (fd);
-	if ((rv = ns_own(0, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, 0, 1, e)) != 0) {
+	if ((rv = ns_own(t, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
+	    (rv = resolve_lookup_at(parent, name, t, 1, e)) != 0) {
 		close(fd);
-		tier_unlinkat(0, pfd, name, 0);
+		tier_unlinkat(t, pfd, name, 0);
 		return (rv);
 	}
-	ns_touch_dir(parent, 0);
+	ns_touch_dir(parent, t);
 	*fdp = fd;
 	return (0);
 }

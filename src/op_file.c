@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -201,6 +202,21 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/*
+ * A failed call on an open file: logged with the file's path, so that an
+ * operator can tell whose write a full tier refused.
+ */
+static int
+op_file_error(struct handle *h, fuse_ino_t ino, const char *op, int err)
+{
+	char	path[PATH_MAX];
+
+	if (index_path(ino, path, sizeof path) != 0)
+		snprintf(path, sizeof path, "(inode %llu)",
+		    (unsigned long long)ino);
+	return (tier_error(h->tier, op, path, err));
+}
+
 void
 op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
     off_t off, struct fuse_file_info *fi)
@@ -215,7 +231,7 @@ op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	atomic_fetch_add_explicit(&dfs.client_io, 1, memory_order_relaxed);
 	n = fuse_buf_copy(&out, in, 0);
 	if (n < 0) {
-		fuse_reply_err(req, -tier_error(h->tier, "write", "", (int)-n));
+		fuse_reply_err(req, -op_file_error(h, ino, "write", (int)-n));
 		return;
 	}
 	tier_count(h->tier, &dfs.tiers[h->tier].stats.bytes_written, n);
@@ -230,7 +246,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	/* Closing a duplicate reports the errors a network tier defers. */
 	if ((fd = dup(h->fd)) == -1 || close(fd) == -1)
-		rv = tier_error(h->tier, "flush", "", errno);
+		rv = op_file_error(h, ino, "flush", errno);
 	fuse_reply_err(req, -rv);
 }
 
@@ -249,7 +265,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int		 rv = 0;
 
 	if ((datasync ? fdatasync(h->fd) : fsync(h->fd)) == -1)
-		rv = tier_error(h->tier, "fsync", "", errno);
+		rv = op_file_error(h, ino, "fsync", errno);
 	fuse_reply_err(req, -rv);
 }
 
@@ -261,7 +277,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 	int		 rv = 0;
 
 	if (fallocate(h->fd, mode, off, len) == -1)
-		rv = tier_error(h->tier, "fallocate", "", errno);
+		rv = op_file_error(h, ino, "fallocate", errno);
 	fuse_reply_err(req, -rv);
 }
 
@@ -312,8 +328,8 @@ op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	else if (n == -1)
 		n = -errno;
 	if (n < 0) {
-		fuse_reply_err(req, -tier_error(out->tier, "copy_file_range",
-		    "", (int)-n));
+		fuse_reply_err(req, -op_file_error(out, ino_out,
+		    "copy_file_range", (int)-n));
 		return;
 	}
 	tier_count(in->tier, &dfs.tiers[in->tier].stats.bytes_read, n);

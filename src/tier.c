@@ -76,6 +76,7 @@ tier_add(const char *name, const char *path, char **cause)
 		t->name = strdup(name);
 	else
 		asprintf(&t->name, "tier%d", dfs.ntiers);
+	atomic_store(&t->min_free_ppm, DFS_MIN_FREE_PPM);
 	tier_real[dfs.ntiers] = real;
 	dfs.ntiers++;
 	return (0);
@@ -835,6 +836,48 @@ tier_statfs(int t, struct statvfs *sv)
 	rv = fstatvfs(dfs.tiers[t].fd, sv);
 	tier_call_end();
 	return (TIER_RET(t, rv, "statfs", "/"));
+}
+
+/* The room tier t keeps for new files: bytes, or a share of its size. */
+void
+tier_set_min_free(int t, int64_t bytes, int ppm)
+{
+	atomic_store(&dfs.tiers[t].min_free, bytes);
+	atomic_store(&dfs.tiers[t].min_free_ppm, ppm);
+}
+
+/* The bytes tier t keeps free for new files, of a tier of total bytes. */
+uint64_t
+tier_min_free(int t, uint64_t total)
+{
+	int64_t	bytes = atomic_load(&dfs.tiers[t].min_free);
+	int	ppm = atomic_load(&dfs.tiers[t].min_free_ppm);
+
+	if (bytes > 0)
+		return ((uint64_t)bytes);
+	return ((uint64_t)((double)total * ppm / 1000000));
+}
+
+/*
+ * Has tier t room for new files: more than its min_free available to
+ * dfs (which runs as root, but leaves the root reserve to others)?  1 or
+ * 0, with what is available and what must stay free; -errno if the tier
+ * cannot say.
+ */
+int
+tier_room(int t, uint64_t *avail, uint64_t *need)
+{
+	struct statvfs	sv;
+	int		rv;
+
+	if ((rv = tier_statfs(t, &sv)) != 0)
+		return (rv);
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	*need = tier_min_free(t, (uint64_t)sv.f_blocks * sv.f_frsize);
+	/* A tier reporting no size at all (some network ones) has room. */
+	if (sv.f_blocks == 0)
+		return (1);
+	return (*avail > *need);
 }
 
 int

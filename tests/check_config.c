@@ -73,6 +73,9 @@ START_TEST(test_minimal)
 	ck_assert_int_eq(conf->tiers[0].high_watermark, 0);
 	ck_assert_int_eq(conf->tiers[0].low_watermark, 0);
 	ck_assert_int_eq(conf->tiers[0].stable_inodes, DFS_INODES_AUTO);
+	ck_assert_int_eq(conf->tiers[0].min_free, 0);
+	ck_assert_int_eq(conf->tiers[0].min_free_ppm, DFS_MIN_FREE_PPM);
+	ck_assert_int_eq(conf->tiers[1].min_free_ppm, DFS_MIN_FREE_PPM);
 	ck_assert_str_eq(conf->tiers[1].name, "slow");
 	ck_assert_str_eq(conf->tiers[1].path, "/srv/slow");
 #ifdef DFS_STATEDIR
@@ -153,7 +156,11 @@ START_TEST(test_full)
 	ck_assert_str_eq(conf->tiers[0].name, "nvme");
 	ck_assert_int_eq(conf->tiers[0].high_watermark, 85);
 	ck_assert_int_eq(conf->tiers[0].low_watermark, 70);
+	ck_assert_int_eq(conf->tiers[0].min_free, 64 << 20);
+	ck_assert_int_eq(conf->tiers[0].min_free_ppm, 0);
 	ck_assert_str_eq(conf->tiers[1].name, "ssd");
+	ck_assert_int_eq(conf->tiers[1].min_free, 0);
+	ck_assert_int_eq(conf->tiers[1].min_free_ppm, 5000);
 	ck_assert_int_eq(conf->tiers[1].high_watermark, 95);
 	ck_assert_int_eq(conf->tiers[1].low_watermark, 85);
 	ck_assert_int_eq(conf->tiers[1].stable_inodes, DFS_INODES_STABLE);
@@ -162,6 +169,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(conf->tiers[2].stable_inodes, DFS_INODES_UNSTABLE);
 	ck_assert_double_eq(conf->tiers[1].timeout, DFS_TIER_TIMEOUT);
 	ck_assert_double_eq(conf->tiers[2].timeout, 7.5);
+	ck_assert_int_eq(conf->tiers[2].min_free, 0);
+	ck_assert_int_eq(conf->tiers[2].min_free_ppm, 0);
 
 	ck_assert_uint_eq(conf->npolicies, 3);
 	p = &conf->policies[0];
@@ -235,7 +244,10 @@ static const struct bad {
 } bad[] = {
 	{ "bad-unknown-key.conf", ":10: ", "tier \"archive\": unknown "
 	    "directive \"hgh_watermark\"; allowed here: path, high_watermark, "
-	    "low_watermark, stable_inodes" },
+	    "low_watermark, min_free, stable_inodes" },
+	{ "bad-min-free.conf", ":7: ", "tier \"slow\": min_free \"120%\": "
+	    "must be a size (a number of bytes with an optional K, M, G, T "
+	    "or P, e.g. 64M) or a percentage of the tier from 0% to 50%" },
 	{ "bad-stable-inodes.conf", ":7: ", "tier \"slow\": stable_inodes "
 	    "\"maybe\": must be one of: auto, yes, no" },
 	{ "bad-misplaced-key.conf", ":9: ", "unknown directive \"interval\" "
