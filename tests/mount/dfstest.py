@@ -94,6 +94,16 @@ def dry_run(text):
     return res
 
 
+def daemon_argv(argv):
+    """argv to start a daemon with: a run started in the background (a
+    shell's `&`, nohup) ignores SIGINT, and so would dfs, which the
+    signal tests stop with it; env puts SIGINT and SIGTERM back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN or \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        return ["env", "--default-signal=INT,TERM"] + list(argv)
+    return list(argv)
+
+
 def is_mounted(path):
     return mount_entry(path) is not None
 
@@ -277,7 +287,8 @@ class Mount:
             if self not in _active:
                 _active.append(self)
         try:
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(daemon_argv(self.argv()),
+                                         stdin=subprocess.DEVNULL,
                                          stdout=self._logf,
                                          stderr=subprocess.STDOUT,
                                          cwd=self.root)

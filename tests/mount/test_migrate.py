@@ -25,9 +25,9 @@ import time
 import traceback
 
 from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, TestFailure,
-                     _active, _active_lock, check, dfs_bin, dry_run, eq,
-                     is_mounted, kill_pid, notes, read_file, unmount,
-                     wait_for, write_file)
+                     _active, _active_lock, check, daemon_argv, dfs_bin,
+                     dry_run, eq, is_mounted, kill_pid, notes, read_file,
+                     unmount, wait_for, write_file)
 
 RUN_TIMEOUT = 25.0      # a run starts within ~5 s of being due
 DAY = 86400
@@ -188,7 +188,8 @@ class MigMount(Mount):
         env.pop("DFS_CRASH_AT", None)
         env.update(self.env)
         try:
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(daemon_argv(self.argv()),
+                                         stdin=subprocess.DEVNULL,
                                          stdout=self._logf,
                                          stderr=subprocess.STDOUT,
                                          cwd=self.root, env=env)
