@@ -204,7 +204,8 @@ migrate_recover(void)
 
 	if ((rv = index_journal(&rows, &n)) != 0)
 		return (rv);
-	qsort(rows, n, sizeof *rows, mig_jrow_cmp);
+	if (n > 1)
+		qsort(rows, n, sizeof *rows, mig_jrow_cmp);
 	for (i = 0; i < n && rv == 0; i = e) {
 		for (e = i + 1; e < n && rows[e].id == rows[i].id &&
 		    e - i < 64; e++)

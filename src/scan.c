@@ -67,7 +67,8 @@ scan_dir(fuse_ino_t id, const int *fds)
 	for (t = 0; t < dfs.ntiers; t++)
 		if (fds[t] >= 0 && (rv = tier_list(t, fds[t], &l)) != 0)
 			goto out;
-	qsort(l.ents, l.n, sizeof *l.ents, scan_cmp);
+	if (l.n > 1)
+		qsort(l.ents, l.n, sizeof *l.ents, scan_cmp);
 	for (i = 0; i < l.n && rv == 0; i = j) {
 		if (atomic_load(&scan_stop)) {
 			rv = -EINTR;
