@@ -81,13 +81,34 @@ node_noop(void *p)
 	(void)p;
 }
 
+/* At exit, every node and name: the kernel reclaims the handles. */
+static void
+node_free_all(void *p)
+{
+	struct node	*n = p;
+	struct alias	*a, *next;
+
+	for (a = n->aliases; a != NULL; a = next) {
+		next = a->next;
+		free(a->name);
+		free(a);
+	}
+	free(n->retired);
+	free(n);
+}
+
 void
 node_shutdown(void)
 {
-	/* The process is exiting: let the kernel reclaim the handles. */
+	/*
+	 * The process is exiting and every thread that used the table has
+	 * stopped; the memory goes back so that a leak checker sees only
+	 * what was really lost.
+	 */
 	tdestroy(node_names, node_noop);
-	tdestroy(node_ids, node_noop);
+	tdestroy(node_ids, node_free_all);
 	node_names = node_ids = NULL;
+	node_rootp = NULL;
 }
 
 struct node *
