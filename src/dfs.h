@@ -432,6 +432,7 @@ int	index_journal_del(fuse_ino_t);
 int	index_journal_del_many(const fuse_ino_t *, size_t);
 int	index_journal(struct jrow **, size_t *);
 int	index_set_pin(fuse_ino_t, int);
+long	index_pin_count(void);
 int	index_access(fuse_ino_t, int64_t);
 void	index_defer_stat(fuse_ino_t, const struct stat *);
 void	index_defer_access(fuse_ino_t, int64_t);

@@ -1589,6 +1589,24 @@ index_hot(int t, int64_t reads, int64_t since, size_t limit,
 	return (0);
 }
 
+/* How many inodes are pinned, as this connection sees them; -1 on error. */
+long
+index_pin_count(void)
+{
+	sqlite3_stmt	*q;
+	long		 n = -1;
+
+	pthread_mutex_lock(&index_mtx);
+	if (index_main.db != NULL && (q = index_prep("SELECT count(*) FROM "
+	    "inode WHERE pin != 0")) != NULL) {
+		if (sqlite3_step(q) == SQLITE_ROW)
+			n = (long)sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+	}
+	pthread_mutex_unlock(&index_mtx);
+	return (n);
+}
+
 /* Would index_hot list inode id?  1 or 0. */
 int
 index_is_hot(fuse_ino_t id, int64_t reads, int64_t since)

@@ -1232,6 +1232,11 @@ out:
 	return (rv);
 }
 
+/* Pinned inodes as last counted (-1: count again), and pin changes. */
+static pthread_mutex_t	mig_pins_mtx = PTHREAD_MUTEX_INITIALIZER;
+static long		mig_npins = -1;
+static unsigned		mig_pins_gen;
+
 /* Is the file or a directory above it pinned? */
 static int
 mig_pinned(fuse_ino_t id)
@@ -1239,8 +1244,27 @@ mig_pinned(fuse_ino_t id)
 	struct irow	r;
 	fuse_ino_t	parent;
 	char		name[NAME_MAX + 1];
+	long		np;
+	unsigned	gen;
 	int		depth = 0;
 
+	/*
+	 * Most trees pin nothing: then no candidate need walk up its
+	 * parents.  The count is taken again after every pin or unpin; one
+	 * taken while a pin changed is not kept.
+	 */
+	pthread_mutex_lock(&mig_pins_mtx);
+	np = mig_npins;
+	gen = mig_pins_gen;
+	pthread_mutex_unlock(&mig_pins_mtx);
+	if (np < 0 && (np = index_pin_count()) >= 0) {
+		pthread_mutex_lock(&mig_pins_mtx);
+		if (gen == mig_pins_gen)
+			mig_npins = np;
+		pthread_mutex_unlock(&mig_pins_mtx);
+	}
+	if (np == 0)
+		return (0);
 	while (id != 0 && depth++ < 65536) {
 		if (index_get(id, &r) != 0)
 			return (0);
@@ -2009,5 +2033,10 @@ migrate_pin(const char *path, int pin)
 
 	if ((rv = index_resolve(path, &r)) != 0)
 		return (rv);
-	return (index_set_pin(r.id, pin));
+	rv = index_set_pin(r.id, pin);
+	pthread_mutex_lock(&mig_pins_mtx);
+	mig_pins_gen++;
+	mig_npins = -1;
+	pthread_mutex_unlock(&mig_pins_mtx);
+	return (rv);
 }
