@@ -835,7 +835,7 @@ dfsctl_migrate(struct dfsctl *ctl, const struct dfsctl_cmd *cmd, int argc,
 }
 
 /* The socket of the mount a config file describes. */
-static const char *
+static char *
 dfsctl_socket_from(const char *file, int status)
 {
 	struct dfs_config	*conf;
@@ -935,6 +935,8 @@ main(int argc, char **argv)
 	const struct dfsctl_cmd	*cmd;
 	struct dfsctl		 ctl;
 	const char		*file = NULL;
+	char			*owned = NULL;
+	int			 rv;
 
 	memset(&ctl, 0, sizeof ctl);
 	dfsctl_options(argc, argv, &ctl, &file, 0);
@@ -961,11 +963,13 @@ main(int argc, char **argv)
 
 	if (ctl.socket == NULL) {
 		if (file != NULL)
-			ctl.socket = dfsctl_socket_from(file, 2);
+			ctl.socket = owned = dfsctl_socket_from(file, 2);
 		else if (access(DFS_CONF, F_OK) == 0)
-			ctl.socket = dfsctl_socket_from(DFS_CONF, 1);
+			ctl.socket = owned = dfsctl_socket_from(DFS_CONF, 1);
 		else
 			ctl.socket = DFS_SOCKET;
 	}
-	return (cmd->handler(&ctl, cmd, argc, argv));
+	rv = cmd->handler(&ctl, cmd, argc, argv);
+	free(owned);
+	return (rv);
 }

@@ -87,11 +87,17 @@ node_free_all(void *p)
 {
 	struct node	*n = p;
 	struct alias	*a, *next;
+	struct handle	*h, *hn;
 
 	for (a = n->aliases; a != NULL; a = next) {
 		next = a->next;
 		free(a->name);
 		free(a);
+	}
+	/* Files still open at the unmount: the kernel sends no release. */
+	for (h = n->handles; h != NULL; h = hn) {
+		hn = h->next;
+		free(h);
 	}
 	free(n->retired);
 	free(n);
