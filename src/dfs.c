@@ -299,13 +299,19 @@ dfs_reload(char **cause)
 		tier_set_min_free(t, conf->tiers[t].min_free,
 		    conf->tiers[t].min_free_ppm);
 	log_set_level(conf->log_level);
+	/* Under the lock: another reload may free conf once it is out. */
+	log_info("reloaded %s", conf->file);
 	pthread_mutex_unlock(&dfs_conf_mtx);
 	config_free(old);
-	log_info("reloaded %s", conf->file);
 	return (0);
 }
 
-/* SIGHUP is blocked in every thread; this one waits for it and reloads. */
+static atomic_int	dfs_stopping;
+
+/*
+ * SIGHUP is blocked in every thread; this one waits for it and reloads.
+ * At exit, main sends it one more SIGHUP to end it.
+ */
 static void *
 dfs_signal_main(void *arg)
 {
@@ -319,6 +325,8 @@ dfs_signal_main(void *arg)
 	for (;;) {
 		if (sigwait(&set, &sig) != 0 || sig != SIGHUP)
 			continue;
+		if (atomic_load(&dfs_stopping))
+			break;
 		if (dfs_reload(&cause) != 0) {
 			log_error("reload refused: %s", cause);
 			free(cause);
@@ -691,6 +699,10 @@ main(int argc, char **argv)
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	/* No reload may run while the configuration is freed. */
+	atomic_store(&dfs_stopping, 1);
+	pthread_kill(sigthread, SIGHUP);
+	pthread_join(sigthread, NULL);
 	node_shutdown();
 	tier_close_all();
 	free(fuse_opts);

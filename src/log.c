@@ -12,13 +12,14 @@
 #include "dfs.h"
 
 static int	log_foreground = 1;
-static int	log_level_max = LOG_INFO;
+/* A reload sets it while other threads log. */
+static atomic_int log_level_max = LOG_INFO;
 
 void
 log_init(int foreground, int debug)
 {
 	log_foreground = foreground;
-	log_level_max = debug ? LOG_DEBUG : LOG_INFO;
+	atomic_store(&log_level_max, debug ? LOG_DEBUG : LOG_INFO);
 	if (!foreground)
 		openlog("dfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -26,13 +27,13 @@ log_init(int foreground, int debug)
 void
 log_set_level(int level)
 {
-	log_level_max = level;
+	atomic_store(&log_level_max, level);
 }
 
 static void __attribute__((format(printf, 2, 0)))
 log_vwrite(int pri, const char *fmt, va_list ap)
 {
-	if (pri > log_level_max)
+	if (pri > atomic_load(&log_level_max))
 		return;
 	if (log_foreground) {
 		char	buf[2048];
