@@ -1756,15 +1756,52 @@ ctl_plan_text(struct ctl_buf *b, const struct ctl_plan *pl)
 	ctl_unscanned(b);
 }
 
+/*
+ * The named files a plan did not meet (no policy takes them): each goes
+ * to cb with the reason explain gives.
+ */
+static void
+ctl_plan_named(const struct ctl_paths *p, const unsigned char *seen,
+    int (*cb)(void *, const struct mig_item *), void *arg)
+{
+	struct mig_item	*it;
+	const char	*text;
+	char		*buf;
+	size_t		 i, len;
+
+	buf = malloc(PATH_MAX + 512);
+	it = malloc(sizeof *it);
+	for (i = 0; i < p->n && buf != NULL && it != NULL; i++) {
+		if (seen[i])
+			continue;
+		memset(it, 0, sizeof *it);
+		it->id = p->rows[i].id;
+		it->from = p->rows[i].tier;
+		it->to = -1;
+		it->skip = 0;
+		it->size = p->rows[i].size;
+		it->age = time(NULL) - p->rows[i].mtime / 1000000000;
+		snprintf(it->path, sizeof it->path, "%s", p->rel[i]);
+		if (migrate_explain(p->rel[i], buf, PATH_MAX + 512) == 0) {
+			len = strlen(p->rel[i]);
+			text = buf;
+			if (strncmp(buf, p->rel[i], len) == 0 &&
+			    strncmp(buf + len, ": ", 2) == 0)
+				text += len + 2;
+			snprintf(it->why, sizeof it->why, "%s", text);
+		}
+		if (cb(arg, it) != 0)
+			break;
+	}
+	free(it);
+	free(buf);
+}
+
 static int
 ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
 {
 	struct ctl_paths	 p;
 	struct ctl_plan		 pl;
-	struct mig_item		*it;
-	const char		*text;
-	char			*buf;
-	size_t			 i, len;
 
 	if (ctl_paths(c, b, "migrate", 1, &p) != 0)
 		return (DFS_STATUS_FAILED);
@@ -1779,33 +1816,7 @@ ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
 	}
 	migrate_plan((const char *const *)p.rel, p.n, 0, ctl_plan_cb, &pl);
 
-	/* A named file no policy takes: say why, as explain does. */
-	buf = malloc(PATH_MAX + 512);
-	it = malloc(sizeof *it);
-	for (i = 0; i < p.n && buf != NULL && it != NULL; i++) {
-		if (pl.seen[i])
-			continue;
-		memset(it, 0, sizeof *it);
-		it->id = p.rows[i].id;
-		it->from = p.rows[i].tier;
-		it->to = -1;
-		it->skip = 0;
-		it->size = p.rows[i].size;
-		it->age = time(NULL) - p.rows[i].mtime / 1000000000;
-		snprintf(it->path, sizeof it->path, "%s", p.rel[i]);
-		if (migrate_explain(p.rel[i], buf, PATH_MAX + 512) == 0) {
-			len = strlen(p.rel[i]);
-			text = buf;
-			if (strncmp(buf, p.rel[i], len) == 0 &&
-			    strncmp(buf + len, ": ", 2) == 0)
-				text += len + 2;
-			snprintf(it->why, sizeof it->why, "%s", text);
-		}
-		pl.seen[i] = 1;
-		ctl_plan_cb(&pl, it);
-	}
-	free(it);
-	free(buf);
+	ctl_plan_named(&p, pl.seen, ctl_plan_cb, &pl);
 	if (pl.nomem)
 		b->nomem = 1;
 	else if (c->hdr.flags & DFS_FLAG_JSON)
@@ -1999,11 +2010,9 @@ ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
 {
 	struct ctl_paths	 p;
 	struct ctl_stream	*st;
-	struct mig_item		*it;
 	uint64_t		 limit;
-	char			*buf, size[32];
-	const char		*text;
-	size_t			 i, len;
+	char			 size[32];
+	size_t			 i;
 	int			 json = (c->hdr.flags & DFS_FLAG_JSON) != 0;
 
 	memcpy(&limit, c->payload, sizeof limit);
@@ -2030,32 +2039,8 @@ ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
 		migrate_plan((const char *const *)p.rel, p.n, limit,
 		    ctl_stream_cb, st);
 
-	/* A named file no policy takes: say why, as explain does. */
-	buf = malloc(PATH_MAX + 512);
-	it = malloc(sizeof *it);
-	for (i = 0; i < p.n && buf != NULL && it != NULL && st->seen != NULL &&
-	    !st->broken; i++) {
-		if (st->seen[i])
-			continue;
-		memset(it, 0, sizeof *it);
-		it->id = p.rows[i].id;
-		it->from = p.rows[i].tier;
-		it->to = -1;
-		it->skip = 0;
-		it->size = p.rows[i].size;
-		snprintf(it->path, sizeof it->path, "%s", p.rel[i]);
-		if (migrate_explain(p.rel[i], buf, PATH_MAX + 512) == 0) {
-			len = strlen(p.rel[i]);
-			text = buf;
-			if (strncmp(buf, p.rel[i], len) == 0 &&
-			    strncmp(buf + len, ": ", 2) == 0)
-				text += len + 2;
-			snprintf(it->why, sizeof it->why, "%s", text);
-		}
-		ctl_stream_cb(st, it);
-	}
-	free(it);
-	free(buf);
+	if (st->seen != NULL && !st->broken)
+		ctl_plan_named(&p, st->seen, ctl_stream_cb, st);
 	ctl_stream_flush(st);
 	if (st->b.nomem)
 		b->nomem = 1;
