@@ -22,7 +22,8 @@ sys.path.insert(0, HERE)
 
 import test_remote  # noqa: E402
 from dfstest import TestFailure, is_mounted, kill_pid, wait_for  # noqa: E402
-from sshtier import _free_port, _listening  # noqa: E402
+from sshtier import (_free_port, _listening, fuse_start,  # noqa: E402
+                     fuse_stop)
 from test_migrate import MigMount  # noqa: E402
 
 START_TIMEOUT = 20.0
@@ -83,41 +84,15 @@ class S3Tier:
         opts = ",".join(["passwd_file=" + os.path.join(self.dir, "passwd"),
                          "url=http://127.0.0.1:%d" % self.port,
                          "use_path_request_style", "nomixupload"])
-        logf = open(self.log, "ab")
-        try:
-            self.sshfs = subprocess.Popen(
-                ["s3fs", "-f", BUCKET, self.mnt, "-o", opts],
-                stdin=subprocess.DEVNULL, stdout=logf,
-                stderr=subprocess.STDOUT)
-        finally:
-            logf.close()
-        wait_for(lambda: is_mounted(self.mnt) or
-                 self.sshfs.poll() is not None, START_TIMEOUT)
+        self.sshfs = fuse_start(["s3fs", "-f", BUCKET, self.mnt, "-o", opts],
+                                self.mnt, self.log)
         if not is_mounted(self.mnt):
             self.umount()
             self._fail("s3fs did not mount %s" % self.mnt)
 
     def umount(self):
-        problems = []
-        if is_mounted(self.mnt):
-            r = subprocess.run(["fusermount3", "-u", self.mnt],
-                               stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-            if r.returncode != 0:
-                subprocess.run(["fusermount3", "-uz", self.mnt],
-                               stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-        if self.sshfs is not None:
-            try:
-                self.sshfs.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                problems.append("s3fs (pid %d) did not exit; killed" %
-                                self.sshfs.pid)
-                kill_pid(self.sshfs.pid)
-                self.sshfs.wait()
-            self.sshfs = None
+        problems = fuse_stop(self.mnt, self.sshfs, "s3fs")
+        self.sshfs = None
         return problems
 
     def stop(self):

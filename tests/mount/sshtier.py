@@ -74,6 +74,46 @@ def _descendants(pid):
     return res
 
 
+def fuse_start(argv, mnt, log):
+    """A FUSE file system in the foreground (its pid is ours to end), its
+    output to log; returns the process once mnt is mounted or it ended."""
+    logf = open(log, "ab")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT)
+    finally:
+        logf.close()
+    wait_for(lambda: is_mounted(mnt) or proc.poll() is not None,
+             START_TIMEOUT)
+    return proc
+
+
+def fuse_stop(mnt, proc, what):
+    """Unmount mnt (lazily if it must) and reap proc.  Returns a list of
+    problems."""
+    problems = []
+    if is_mounted(mnt):
+        r = subprocess.run(["fusermount3", "-u", mnt],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            problems.append("%s %s: needed a lazy unmount: %s" % (
+                what, mnt, r.stdout.decode(errors="replace").strip()))
+            subprocess.run(["fusermount3", "-uz", mnt],
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    if proc is not None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            problems.append("%s (pid %d) did not exit; killed" % (what,
+                                                                 proc.pid))
+            kill_pid(proc.pid)
+            proc.wait()
+    return problems
+
+
 class SshTier:
     def __init__(self, workdir, remote, mountpoint):
         self.dir = workdir
@@ -152,45 +192,17 @@ class SshTier:
             "IdentityFile=" + self.path("user_key"),
             "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
             "BatchMode=yes", "LogLevel=ERROR", "port=%d" % self.port])
-        logf = open(self.log, "ab")
-        try:
-            self.sshfs = subprocess.Popen(
-                ["sshfs", "-f", "-F", "/dev/null", "-o", opts,
-                 "root@127.0.0.1:" + self.remote, self.mnt],
-                stdin=subprocess.DEVNULL, stdout=logf,
-                stderr=subprocess.STDOUT)
-        finally:
-            logf.close()
-        wait_for(lambda: is_mounted(self.mnt) or
-                 self.sshfs.poll() is not None, START_TIMEOUT)
+        self.sshfs = fuse_start(
+            ["sshfs", "-f", "-F", "/dev/null", "-o", opts,
+             "root@127.0.0.1:" + self.remote, self.mnt], self.mnt, self.log)
         if not is_mounted(self.mnt):
             self.umount()
             self._fail("sshfs did not mount %s" % self.mnt)
 
     def umount(self):
         """Unmount sshfs and reap it.  Returns a list of problems."""
-        problems = []
-        if is_mounted(self.mnt):
-            r = subprocess.run(["fusermount3", "-u", self.mnt],
-                               stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-            if r.returncode != 0:
-                problems.append("sshfs %s: needed a lazy unmount: %s" % (
-                    self.mnt, r.stdout.decode(errors="replace").strip()))
-                subprocess.run(["fusermount3", "-uz", self.mnt],
-                               stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-        if self.sshfs is not None:
-            try:
-                self.sshfs.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                problems.append("sshfs (pid %d) did not exit; killed" %
-                                self.sshfs.pid)
-                kill_pid(self.sshfs.pid)
-                self.sshfs.wait()
-            self.sshfs = None
+        problems = fuse_stop(self.mnt, self.sshfs, "sshfs")
+        self.sshfs = None
         return problems
 
     def _stop_sshd(self):
