@@ -244,6 +244,17 @@ dfs_report(int fd, const char *msg)
 	close(fd);
 }
 
+/* How far the start got: a failure takes down what started, in order. */
+enum {
+	DFS_UP_NONE,
+	DFS_UP_INDEX,		/* index open, recovery may have run */
+	DFS_UP_MOUNT,		/* the control socket listens, FUSE mounted */
+	DFS_UP_SCAN,
+	DFS_UP_WORKER
+};
+static int			 dfs_up = DFS_UP_NONE;
+static struct fuse_session	*dfs_up_se;
+
 static void __attribute__((noreturn, format(printf, 2, 3)))
 dfs_fail(int report, const char *fmt, ...)
 {
@@ -254,6 +265,14 @@ dfs_fail(int report, const char *fmt, ...)
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	ctl_stop();
+	if (dfs_up >= DFS_UP_MOUNT && dfs_up_se != NULL)
+		fuse_session_unmount(dfs_up_se);
+	if (dfs_up >= DFS_UP_WORKER)
+		migrate_shutdown();
+	if (dfs_up >= DFS_UP_SCAN)
+		scan_shutdown();
+	if (dfs_up >= DFS_UP_INDEX)
+		index_close(0);		/* no clean stop: the next start scans */
 	if (report != -1)
 		dfs_report(report, buf);
 	else
@@ -614,6 +633,7 @@ main(int argc, char **argv)
 		dfs_fail(report, "node table: %s", strerror(-rv));
 	if (index_open(dfs.index_path, &cause) < 0)
 		dfs_fail(report, "%s", cause);
+	dfs_up = DFS_UP_INDEX;
 	if (index_check_tiers(dfs_retier, &cause) != 0)
 		dfs_fail(report, "%s", cause);
 	if ((rv = migrate_recover()) != 0)
@@ -624,6 +644,10 @@ main(int argc, char **argv)
 		    "while a scan looks for changes made meanwhile",
 		    dfs.index_path);
 	migrate_configure(dfs_conf);
+	/* The layers below reach the worker only through these. */
+	ns_set_hooks(&(struct ns_hooks){ migrate_sources_flush,
+	    migrate_sources_flush_id, migrate_room_short });
+	scan_set_done_hook(migrate_wake);
 	if (fuse_opt_add_arg(&args, "dfs") != 0 ||
 	    fuse_opt_add_arg(&args, "-o") != 0 ||
 	    fuse_opt_add_arg(&args, fuse_opts) != 0 ||
@@ -653,13 +677,17 @@ main(int argc, char **argv)
 		dfs_fail(report, "%s", cause);
 	if (fuse_session_mount(se, mnt) != 0)
 		dfs_fail(report, "cannot mount on %s", mnt);
+	dfs_up_se = se;
+	dfs_up = DFS_UP_MOUNT;
 	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
 	    dfs.index_path);
 	dfs.se = se;
 	if ((rv = scan_start()) != 0)
 		dfs_fail(report, "scan: %s", strerror(-rv));
+	dfs_up = DFS_UP_SCAN;
 	if ((rv = migrate_start()) != 0)
 		dfs_fail(report, "migration worker: %s", strerror(-rv));
+	dfs_up = DFS_UP_WORKER;
 	if ((rv = pthread_create(&sigthread, NULL, dfs_signal_main, NULL)) != 0)
 		dfs_fail(report, "signal thread: %s", strerror(rv));
 

@@ -447,6 +447,7 @@ int	index_scan_conflict(fuse_ino_t, const char *, int);
 int	index_scan_end(int);
 
 /* scan.c */
+void	scan_set_done_hook(void (*)(void));
 void	scan_hold(void);
 void	scan_release(void);
 int	scan_start(void);
@@ -455,9 +456,29 @@ void	scan_progress(struct scan_progress *);
 
 /* policy.c */
 struct dfs_config;
-int	policy_match(const struct dfs_config *, const char *,
-	    const struct stat *, const struct irow *, int, int64_t, char *,
-	    size_t);
+/* What the decision needs to know of one file. */
+struct policy_file {
+	fuse_ino_t		 id;
+	const char		*path;		/* from the mount root */
+	const struct stat	*st;		/* on its tier, now */
+	const struct irow	*row;		/* moved_at, atime_seen; or NULL */
+	int			 tier;
+	nlink_t			 nlink;		/* links the index knows */
+	int64_t			 now;		/* ns */
+	int			 force_to;	/* watermark or promotion target */
+	int			 promote;	/* force_to is a promotion */
+	int			(*pinned)(void *, fuse_ino_t);	/* or NULL */
+	void			*arg;
+};
+struct policy_decision {
+	int	policy;		/* in the config's policies, or -1 */
+	char	name[64];	/* the policy's, "promotion", or "" */
+	char	why[256];
+	int	to;		/* target tier, or -1 */
+	int	skip;		/* MIG_SKIP_* that keeps it, or -1 */
+};
+int	policy_decide(const struct dfs_config *, const struct policy_file *,
+	    struct policy_decision *);
 
 /* migrate.c */
 const char *migrate_skip_name(int);
@@ -523,6 +544,8 @@ int	resolve_complete(struct node *);
 long	resolve_subdirs(struct node *);
 int	resolve_stat(struct node *, struct stat *);
 void	resolve_nlink(int, fuse_ino_t, struct stat *);
+void	resolve_entry_fill(struct node *, const struct stat *,
+	    struct fuse_entry_param *);
 int	resolve_dir_tiers(struct node *, const char *, int *);
 int	resolve_lookup_at(struct node *, const char *, int, int,
 	    struct fuse_entry_param *);
@@ -530,6 +553,13 @@ int	resolve_path_fd(struct node *, int *);
 struct node *resolve_node(fuse_ino_t, int);
 
 /* ns.c */
+/* How the namespace reaches the migration worker above it. */
+struct ns_hooks {
+	int	(*flush_sources)(void);		/* 1: some were waiting */
+	void	(*flush_source)(fuse_ino_t);
+	void	(*room_short)(int);		/* a tier is short of room */
+};
+void	ns_set_hooks(const struct ns_hooks *);
 int	ns_ensure_dir(struct node *, int);
 int	ns_make(struct node *, const char *, mode_t, dev_t, const char *,
 	    const struct fuse_ctx *, struct fuse_entry_param *);
@@ -546,8 +576,6 @@ void	ns_touch_dir(struct node *, int);
 /* op.c */
 extern const struct fuse_lowlevel_ops op_table;
 void	op_tune_once(void);
-void	op_entry_fill(struct node *, const struct stat *,
-	    struct fuse_entry_param *);
 struct op_deadline {
 	fuse_req_t		 req;
 	const char		*what;

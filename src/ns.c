@@ -128,6 +128,27 @@ ns_own(int t, int dirfd, const char *name, int fd, mode_t mode,
 }
 
 /*
+ * The migration worker, above this layer, keeps moved files' sources
+ * waiting for their batch and makes room on a full tier; it is reached
+ * only through the calls it gives here.
+ */
+static struct ns_hooks	ns_hooks;
+
+void
+ns_set_hooks(const struct ns_hooks *h)
+{
+	ns_hooks = *h;
+}
+
+/* A moved file's waiting source must not outlive a change to its name. */
+static void
+ns_flush_source(fuse_ino_t id)
+{
+	if (ns_hooks.flush_source != NULL)
+		ns_hooks.flush_source(id);
+}
+
+/*
  * A tier may still hold a moved file's source, waiting to be removed with
  * its batch, under a name a client has since freed: on a clash, have the
  * waiting sources removed now and let the caller try once more.
@@ -136,7 +157,7 @@ static int
 ns_retry(int rv)
 {
 	return ((rv == -EEXIST || rv == -ENOTDIR || rv == -EISDIR) &&
-	    migrate_sources_flush());
+	    ns_hooks.flush_sources != NULL && ns_hooks.flush_sources());
 }
 
 /* A name about to be made must not exist on any tier. */
@@ -165,7 +186,8 @@ ns_room_seen(int t, int isshort, uint64_t avail, uint64_t need)
 		log_info("tier %s: %llu bytes free, min_free %llu: new files "
 		    "go to the next tier with room", dfs.tiers[t].name,
 		    (unsigned long long)avail, (unsigned long long)need);
-		migrate_room_short(t);
+		if (ns_hooks.room_short != NULL)
+			ns_hooks.room_short(t);
 	} else
 		log_info("tier %s has room again for new files",
 		    dfs.tiers[t].name);
@@ -283,7 +305,7 @@ ns_link_enter(struct node *n, struct node *nparent, const char *nname, int t,
 	if ((ln = node_enter(nparent, nname, &p)) == NULL)
 		return (-ENOMEM);
 	p.st.st_ino = ln->id;
-	op_entry_fill(ln, &p.st, e);
+	resolve_entry_fill(ln, &p.st, e);
 	return (0);
 }
 
@@ -355,7 +377,7 @@ ns_unlink_name(struct node *parent, const char *name)
 		return (rv);
 	ns_index(index_unlink(parent->id, name), "unlink", name);
 	node_alias_remove(parent, name);
-	migrate_sources_flush_id(p.id);
+	ns_flush_source(p.id);
 	ns_touch_dir(parent, p.tier);
 	return (0);
 }
@@ -595,11 +617,10 @@ ns_rename_names(struct node *p1, const char *n1, struct node *p2,
 	node_alias_move(p1, n1, p2, n2);
 done:
 	if (rv == 0) {
-		/* A moved file's waiting source must not keep its old name. */
 		if (!S_ISDIR(s.st.st_mode))
-			migrate_sources_flush_id(s.id);
+			ns_flush_source(s.id);
 		if (dexists && !S_ISDIR(d.st.st_mode))
-			migrate_sources_flush_id(d.id);
+			ns_flush_source(d.id);
 		if (S_ISDIR(s.st.st_mode) || (dexists && S_ISDIR(d.st.st_mode))) {
 			node_subdirs_changed(p1);
 			node_subdirs_changed(p2);

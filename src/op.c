@@ -232,22 +232,6 @@ op_watchdog_start(void)
 		pthread_detach(thread);
 }
 
-/* The reply to a lookup or create of n. */
-void
-op_entry_fill(struct node *n, const struct stat *st,
-    struct fuse_entry_param *e)
-{
-	memset(e, 0, sizeof *e);
-	e->ino = n->id;
-	e->generation = 1;
-	e->attr = *st;
-	e->attr.st_ino = n->id;
-	if (!n->is_dir)
-		resolve_nlink(n->tier, n->id, &e->attr);
-	e->attr_timeout = dfs.attr_timeout;
-	e->entry_timeout = dfs.entry_timeout;
-}
-
 const struct fuse_lowlevel_ops op_table = {
 	.init		 = op_init,
 	.destroy	 = op_destroy,

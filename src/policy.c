@@ -88,12 +88,12 @@ policy_holds(const struct dfs_config *c, const struct dfs_config_policy *p,
 	char		a1[32], a2[32];
 
 	if (p->from >= 0 && p->from != t) {
-		snprintf(why, len, "on tier %s, not %s", dfs.tiers[t].name,
+		snprintf(why, len, "on tier %s, not %s", c->tiers[t].name,
 		    c->tiers[p->from].name);
 		return (0);
 	}
 	if (p->action == DFS_POLICY_MIGRATE && p->to == t) {
-		snprintf(why, len, "already on tier %s", dfs.tiers[t].name);
+		snprintf(why, len, "already on tier %s", c->tiers[t].name);
 		return (0);
 	}
 	if (p->npaths > 0) {
@@ -137,7 +137,7 @@ policy_holds(const struct dfs_config *c, const struct dfs_config_policy *p,
  * none matches.  why explains the decision (or, with none, the first
  * policy's reason for not matching).
  */
-int
+static int
 policy_match(const struct dfs_config *c, const char *path,
     const struct stat *st, const struct irow *r, int t, int64_t now,
     char *why, size_t len)
@@ -159,4 +159,57 @@ policy_match(const struct dfs_config *c, const char *path,
 	snprintf(why, len, "no policy matches (%s: %s)", c->policies[0].name,
 	    first);
 	return (-1);
+}
+
+/*
+ * The one answer to "should this file move, and where": the worker, the
+ * dry run and explain all ask it, so they cannot disagree.  The facts
+ * are the caller's; the pin walk costs index queries, so it is asked
+ * only of a file that would otherwise move.  Returns 1 if the file
+ * moves to d->to, 0 if it stays (d->skip says why, when a rule rather
+ * than the lack of a policy keeps it).
+ */
+int
+policy_decide(const struct dfs_config *c, const struct policy_file *f,
+    struct policy_decision *d)
+{
+	const struct dfs_config_policy	*p = NULL;
+	int				 k, to = -1;
+
+	memset(d, 0, sizeof *d);
+	d->policy = -1;
+	d->to = -1;
+	d->skip = -1;
+	k = policy_match(c, f->path, f->st, f->row, f->tier,
+	    f->now / 1000000000, d->why, sizeof d->why);
+	if (k >= 0) {
+		p = &c->policies[k];
+		d->policy = k;
+		snprintf(d->name, sizeof d->name, "%s", p->name);
+		if (p->action == DFS_POLICY_MIGRATE)
+			to = p->to;
+	}
+	if (f->promote && f->force_to >= 0 &&
+	    (p == NULL || p->action == DFS_POLICY_MIGRATE)) {
+		/* Read often: back up, whatever would move it down. */
+		to = f->force_to;
+		snprintf(d->name, sizeof d->name, "promotion");
+		snprintf(d->why, sizeof d->why, "read often within the window");
+	} else if (f->force_to >= 0 && to < 0 &&
+	    (p == NULL || p->action == DFS_POLICY_MIGRATE))
+		to = f->force_to;	/* a watermark run: down unless excluded */
+	d->to = to;
+	if (p != NULL && p->action == DFS_POLICY_EXCLUDE)
+		d->skip = MIG_SKIP_EXCLUDED;
+	else if (to < 0 || to == f->tier)
+		;
+	else if (f->row != NULL && f->row->moved_at > 0 &&
+	    f->now - f->row->moved_at <
+	    c->migration.min_residency * 1000000000)
+		d->skip = MIG_SKIP_RESIDENCY;
+	else if (f->nlink > 1 && c->migration.hardlinks == DFS_HARDLINKS_SKIP)
+		d->skip = MIG_SKIP_LINKS;
+	else if (f->pinned != NULL && f->pinned(f->arg, f->id))
+		d->skip = MIG_SKIP_PINNED;
+	return (d->skip < 0 && to >= 0 && to != f->tier);
 }

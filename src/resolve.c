@@ -305,7 +305,7 @@ resolve_lookup(struct node *parent, const char *name,
 		}
 	}
 	p.st.st_ino = n->id;
-	op_entry_fill(n, &p.st, e);
+	resolve_entry_fill(n, &p.st, e);
 	if (out != NULL)
 		*out = n;
 	return (0);
@@ -440,8 +440,24 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 		return (rv);
 	}
 	p.st.st_ino = n->id;
-	op_entry_fill(n, &p.st, e);
+	resolve_entry_fill(n, &p.st, e);
 	return (0);
+}
+
+/* The entry a lookup or create of n replies with. */
+void
+resolve_entry_fill(struct node *n, const struct stat *st,
+    struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = n->id;
+	e->generation = 1;
+	e->attr = *st;
+	e->attr.st_ino = n->id;
+	if (!n->is_dir)
+		resolve_nlink(n->tier, n->id, &e->attr);
+	e->attr_timeout = dfs.attr_timeout;
+	e->entry_timeout = dfs.entry_timeout;
 }
 
 /*

@@ -28,6 +28,15 @@ static atomic_int	 scan_error;
  * half-done work as a change behind dfs's back. */
 static pthread_mutex_t	 scan_tree_mtx = PTHREAD_MUTEX_INITIALIZER;
 
+/* Called when a scan completes: the worker, above, waits for one. */
+static void	(*scan_done_hook)(void);
+
+void
+scan_set_done_hook(void (*hook)(void))
+{
+	scan_done_hook = hook;
+}
+
 void
 scan_hold(void)
 {
@@ -172,7 +181,8 @@ scan_main(void *arg)
 	atomic_store(&scan_finished, (long)time(NULL));
 	if (rv == 0) {
 		node_scanned();
-		migrate_wake();
+		if (scan_done_hook != NULL)
+			scan_done_hook();
 	}
 	if (rv == 0)
 		log_info("scan complete: %lu directories, %lu files, %lu "
