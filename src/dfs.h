@@ -306,6 +306,9 @@ struct handle {
 	struct handle	*next;		/* the node's other open handles */
 };
 
+/* array.c */
+int	array_grow(void *, size_t *, size_t, size_t);
+
 /* log.c */
 void	log_init(int, int);
 void	log_set_level(int);

@@ -774,20 +774,14 @@ static void
 node_scanned_visit(const void *nodep, VISIT which, int depth)
 {
 	struct node_dirs	*d = &node_scanned_dirs;
-	struct node		*n = *(struct node *const *)nodep, **v;
+	struct node		*n = *(struct node *const *)nodep;
 
 	(void)depth;
 	if ((which != postorder && which != leaf) || !n->is_dir ||
 	    n == node_rootp)
 		return;
-	if (d->n == d->cap) {
-		d->cap = d->cap == 0 ? 64 : d->cap * 2;
-		if ((v = realloc(d->v, d->cap * sizeof *v)) == NULL) {
-			d->cap = d->n;
-			return;
-		}
-		d->v = v;
-	}
+	if (array_grow(&d->v, &d->cap, d->n + 1, sizeof *d->v) != 0)
+		return;
 	n->refs++;
 	d->v[d->n++] = n;
 }

@@ -205,8 +205,8 @@ redo_reset(void)
 int
 redo_read(struct redo_rec **recs, size_t *np)
 {
-	unsigned char	*buf = NULL, *nb;
-	struct redo_rec	*v = NULL, *nv;
+	unsigned char	*buf = NULL;
+	struct redo_rec	*v = NULL;
 	size_t		 len = 0, cap = 0, off, used, n = 0, vcap = 0;
 	ssize_t		 got;
 
@@ -215,13 +215,9 @@ redo_read(struct redo_rec **recs, size_t *np)
 	if (redo_fd == -1)
 		return (-EBADF);
 	for (;;) {
-		if (len == cap) {
-			cap = cap == 0 ? 65536 : cap * 2;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				free(buf);
-				return (-ENOMEM);
-			}
-			buf = nb;
+		if (len == cap && array_grow(&buf, &cap, len + 65536, 1) != 0) {
+			free(buf);
+			return (-ENOMEM);
 		}
 		if ((got = pread(redo_fd, buf + len, cap - len,
 		    (off_t)len)) == -1) {
@@ -233,14 +229,10 @@ redo_read(struct redo_rec **recs, size_t *np)
 		len += got;
 	}
 	for (off = 0; off < len; off += used) {
-		if (n == vcap) {
-			vcap = vcap == 0 ? 64 : vcap * 2;
-			if ((nv = realloc(v, vcap * sizeof *v)) == NULL) {
-				free(v);
-				free(buf);
-				return (-ENOMEM);
-			}
-			v = nv;
+		if (array_grow(&v, &vcap, n + 1, sizeof *v) != 0) {
+			free(v);
+			free(buf);
+			return (-ENOMEM);
 		}
 		if ((used = redo_decode(buf + off, len - off, &v[n])) == 0)
 			break;

@@ -909,7 +909,7 @@ int
 tier_list(int t, int dirfd, struct dirlist *l)
 {
 	struct dirent	*de;
-	struct dirent_m	*e, *ents;
+	struct dirent_m	*e;
 	DIR		*dp;
 	size_t		 cap = l->n;
 	int		 fd, rv = 0;
@@ -944,14 +944,10 @@ tier_list(int t, int dirfd, struct dirlist *l)
 				    dfs.tiers[t].name, de->d_name);
 			continue;
 		}
-		if (l->n == cap) {
-			cap = cap < 64 ? 64 : cap * 2;
-			ents = realloc(l->ents, cap * sizeof *ents);
-			if (ents == NULL) {
-				rv = -ENOMEM;
-				break;
-			}
-			l->ents = ents;
+		if (array_grow(&l->ents, &cap, l->n + 1, sizeof *l->ents) !=
+		    0) {
+			rv = -ENOMEM;
+			break;
 		}
 		e = &l->ents[l->n];
 		if ((e->name = strdup(de->d_name)) == NULL) {
