@@ -407,10 +407,9 @@ int	index_open(const char *, char **);
 void	index_close(int);
 int	index_is_scanned(void);
 int	index_trust_previous(void);
-int	index_lookup(fuse_ino_t, const char *, struct irow *);
-int	index_get(fuse_ino_t, struct irow *);
-int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
-unsigned index_nlink(fuse_ino_t);
+int	index_check_tiers(int, char **);
+
+/* index_ns.c */
 int	index_add(fuse_ino_t, const char *, int, unsigned, int,
 	    const struct stat *, fuse_ino_t *);
 int	index_link(fuse_ino_t, const char *, fuse_ino_t, const struct stat *);
@@ -419,14 +418,13 @@ int	index_rename(fuse_ino_t, const char *, fuse_ino_t, const char *, int);
 int	index_add_tier(fuse_ino_t, int);
 int	index_set_stat(fuse_ino_t, const struct stat *);
 int	index_set_ident(fuse_ino_t, int, const struct stat *);
-int	index_list(fuse_ino_t, struct dirlist *);
-int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
-	    struct irow **, size_t *);
-int	index_path(fuse_ino_t, char *, size_t);
-int	index_resolve(const char *, struct irow *);
-int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
-int	index_check_tiers(int, char **);
-const char *index_component(const char **, size_t *);
+int	index_set_pin(fuse_ino_t, int);
+int	index_access(fuse_ino_t, int64_t);
+void	index_defer_stat(fuse_ino_t, const struct stat *);
+void	index_defer_access(fuse_ino_t, int64_t);
+void	index_flush(int64_t);
+
+/* index_journal.c */
 int	index_journal_add(const struct jrow *);
 int	index_journal_add_many(const struct jrow *, size_t);
 int	index_switch(fuse_ino_t, int, uint64_t, uint64_t);
@@ -434,20 +432,30 @@ int	index_switch_many(const struct index_switch *, size_t);
 int	index_journal_del(fuse_ino_t);
 int	index_journal_del_many(const fuse_ino_t *, size_t);
 int	index_journal(struct jrow **, size_t *);
-int	index_set_pin(fuse_ino_t, int);
-long	index_pin_count(void);
-int	index_access(fuse_ino_t, int64_t);
-void	index_defer_stat(fuse_ino_t, const struct stat *);
-void	index_defer_access(fuse_ino_t, int64_t);
-void	index_flush(int64_t);
-int	index_hot(int, int64_t, int64_t, size_t, struct irow **, size_t *);
-int	index_is_hot(fuse_ino_t, int64_t, int64_t);
+
+/* index_scan.c */
 int	index_scan_begin(unsigned, char **);
 int	index_scan_tier(fuse_ino_t, const char *);
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
 	    const struct stat *, fuse_ino_t *);
 int	index_scan_conflict(fuse_ino_t, const char *, int);
 int	index_scan_end(int);
+
+/* index_query.c */
+int	index_lookup(fuse_ino_t, const char *, struct irow *);
+int	index_get(fuse_ino_t, struct irow *);
+int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
+unsigned index_nlink(fuse_ino_t);
+int	index_list(fuse_ino_t, struct dirlist *);
+int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
+	    struct irow **, size_t *);
+int	index_path(fuse_ino_t, char *, size_t);
+int	index_resolve(const char *, struct irow *);
+int	index_names(fuse_ino_t, fuse_ino_t **, char ***, size_t *);
+const char *index_component(const char **, size_t *);
+long	index_pin_count(void);
+int	index_hot(int, int64_t, int64_t, size_t, struct irow **, size_t *);
+int	index_is_hot(fuse_ino_t, int64_t, int64_t);
 
 /* scan.c */
 void	scan_set_done_hook(void (*)(void));
@@ -741,7 +749,7 @@ extern int	(*ctl_reload_hook)(char **);	/* 0, or -1 and a cause */
 int	ctl_start(const char *, char **);
 void	ctl_stop(void);
 
-/* index.c: dfsctl queries */
+/* index_query.c: dfsctl queries */
 struct index_conflict {
 	fuse_ino_t	 parent;
 	char		*name;

@@ -1,7 +1,7 @@
 /*
  * The index's redo log: the namespace changes of the open commit group.
  *
- * Index changes commit in groups (index.c), so a kill -9 would lose the
+ * Index changes commit in groups (index_ns.c), so a kill -9 would lose the
  * last few milliseconds of them: the files stay on the tiers, but a name
  * made or renamed in that window would come back under a new inode
  * number, and its pin and access counts would be gone.  Each change of a
