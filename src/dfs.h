@@ -444,6 +444,9 @@ int	index_scan_end(int);
 /* index_query.c */
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
 int	index_get(fuse_ino_t, struct irow *);
+int	index_read_begin(void);
+void	index_read_refresh(void);
+void	index_read_end(void);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
 unsigned index_nlink(fuse_ino_t);
 int	index_list(fuse_ino_t, struct dirlist *);

@@ -222,6 +222,98 @@ index_conn_close(struct index_conn *c)
 	c->db = NULL;
 }
 
+/*
+ * A thread's read session: from index_read_begin to index_read_end, the
+ * thread's lookups, gets and names run on a connection of its own inside
+ * one read transaction.  A planner that asks millions of them then takes
+ * neither index_mtx, which clients need, nor the WAL's file locks once
+ * per statement.  It sees the index as it was at the last refresh.
+ */
+static __thread struct index_conn	*index_tls;
+
+/* The connection for a read on this thread; index_runlock gives it back. */
+struct index_conn *
+index_rlock(void)
+{
+	if (index_tls != NULL)
+		return (index_tls);
+	pthread_mutex_lock(&index_mtx);
+	return (&index_main);
+}
+
+void
+index_runlock(struct index_conn *c)
+{
+	if (c == &index_main)
+		pthread_mutex_unlock(&index_mtx);
+}
+
+/*
+ * Start this thread's read session: 0, or -errno (then reads go on
+ * through the shared connection, as without one).
+ */
+int
+index_read_begin(void)
+{
+	struct index_conn	*c;
+	int			 i;
+
+	if (index_tls != NULL || index_file == NULL)
+		return (index_tls != NULL ? 0 : -ENXIO);
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		return (-ENOMEM);
+	/* What clients were told is committed first, so the session sees it. */
+	index_sync();
+	if (sqlite3_open_v2(index_file, &c->db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(c->db, 10000);
+	for (i = 0; i < Q_LAST; i++)
+		if (sqlite3_prepare_v3(c->db, index_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &c->q[i], NULL) != SQLITE_OK)
+			goto fail;
+	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	index_tls = c;
+	return (0);
+fail:
+	i = index_err(c->db, "read session");
+	index_conn_close(c);
+	free(c);
+	return (i);
+}
+
+/*
+ * Move the session to the index as it is now.  Between pages of a long
+ * plan: a read transaction held for minutes would keep the WAL from
+ * being checkpointed.
+ */
+void
+index_read_refresh(void)
+{
+	struct index_conn	*c = index_tls;
+
+	if (c == NULL)
+		return;
+	index_sync();
+	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		index_err(c->db, "read session");
+}
+
+void
+index_read_end(void)
+{
+	struct index_conn	*c = index_tls;
+
+	if (c == NULL)
+		return;
+	index_tls = NULL;
+	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	index_conn_close(c);
+	free(c);
+}
+
 /* Bind the arguments, run to completion; the first row is left in q. */
 sqlite3_stmt *
 index_q(struct index_conn *c, int which)

@@ -51,6 +51,8 @@ int		 index_err(sqlite3 *, const char *);
 int		 index_conn_open(struct index_conn *, char **);
 void		 index_conn_close(struct index_conn *);
 sqlite3_stmt	*index_q(struct index_conn *, int);
+struct index_conn *index_rlock(void);
+void		 index_runlock(struct index_conn *);
 int64_t		 index_meta_get(struct index_conn *, const char *, int64_t);
 int		 index_meta_set(struct index_conn *, const char *, int64_t);
 void		 index_row(sqlite3_stmt *, struct irow *);

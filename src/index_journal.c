@@ -167,8 +167,8 @@ int
 index_journal(struct jrow **rowsp, size_t *np)
 {
 	sqlite3_stmt	*q;
-	struct jrow	*rows = NULL, *nr, *j;
-	size_t		 n = 0;
+	struct jrow	*rows = NULL, *j;
+	size_t		 n = 0, cap = 0;
 	int		 rv;
 
 	pthread_mutex_lock(&index_mtx);
@@ -178,11 +178,10 @@ index_journal(struct jrow **rowsp, size_t *np)
 		return (-EIO);
 	}
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if ((nr = realloc(rows, (n + 1) * sizeof *rows)) == NULL) {
+		if (array_grow(&rows, &cap, n + 1, sizeof *rows) != 0) {
 			rv = SQLITE_NOMEM;
 			break;
 		}
-		rows = nr;
 		j = &rows[n++];
 		memset(j, 0, sizeof *j);
 		j->id = sqlite3_column_int64(q, 0);

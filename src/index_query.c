@@ -18,11 +18,12 @@
 int
 index_lookup(fuse_ino_t parent, const char *name, struct irow *r)
 {
-	sqlite3_stmt	*q;
+	struct index_conn	*c;
+	sqlite3_stmt		*q;
 	int		 rv;
 
-	pthread_mutex_lock(&index_mtx);
-	q = index_q(&index_main, Q_LOOKUP);
+	c = index_rlock();
+	q = index_q(c, Q_LOOKUP);
 	sqlite3_bind_int64(q, 1, parent);
 	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
 	switch (sqlite3_step(q)) {
@@ -34,32 +35,32 @@ index_lookup(fuse_ino_t parent, const char *name, struct irow *r)
 		rv = -ENOENT;
 		break;
 	default:
-		rv = index_err(index_main.db, "lookup");
+		rv = index_err(c->db, "lookup");
 		break;
 	}
 	sqlite3_reset(q);
-	pthread_mutex_unlock(&index_mtx);
+	index_runlock(c);
 	return (rv);
 }
 
 int
 index_get(fuse_ino_t id, struct irow *r)
 {
-	sqlite3_stmt	*q;
+	struct index_conn	*c;
+	sqlite3_stmt		*q;
 	int		 rv;
 
-	pthread_mutex_lock(&index_mtx);
-	q = index_q(&index_main, Q_GET);
+	c = index_rlock();
+	q = index_q(c, Q_GET);
 	sqlite3_bind_int64(q, 1, id);
 	rv = sqlite3_step(q);
 	if (rv == SQLITE_ROW) {
 		index_row(q, r);
 		rv = 0;
 	} else
-		rv = rv == SQLITE_DONE ? -ENOENT : index_err(index_main.db,
-		    "get");
+		rv = rv == SQLITE_DONE ? -ENOENT : index_err(c->db, "get");
 	sqlite3_reset(q);
-	pthread_mutex_unlock(&index_mtx);
+	index_runlock(c);
 	return (rv);
 }
 
@@ -70,16 +71,17 @@ index_get(fuse_ino_t id, struct irow *r)
 unsigned
 index_nlink(fuse_ino_t id)
 {
-	sqlite3_stmt	*q;
+	struct index_conn	*c;
+	sqlite3_stmt		*q;
 	unsigned	 n = 0;
 
-	pthread_mutex_lock(&index_mtx);
-	q = index_q(&index_main, Q_NLINK);
+	c = index_rlock();
+	q = index_q(c, Q_NLINK);
 	sqlite3_bind_int64(q, 1, id);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		n = (unsigned)sqlite3_column_int64(q, 0);
 	sqlite3_reset(q);
-	pthread_mutex_unlock(&index_mtx);
+	index_runlock(c);
 	return (n);
 }
 
@@ -87,12 +89,13 @@ index_nlink(fuse_ino_t id)
 int
 index_name(fuse_ino_t id, fuse_ino_t *parent, char *buf, size_t len)
 {
-	sqlite3_stmt	*q;
+	struct index_conn	*c;
+	sqlite3_stmt		*q;
 	const char	*name;
 	int		 rv;
 
-	pthread_mutex_lock(&index_mtx);
-	q = index_q(&index_main, Q_NAME);
+	c = index_rlock();
+	q = index_q(c, Q_NAME);
 	sqlite3_bind_int64(q, 1, id);
 	rv = sqlite3_step(q);
 	if (rv == SQLITE_ROW) {
@@ -105,10 +108,9 @@ index_name(fuse_ino_t id, fuse_ino_t *parent, char *buf, size_t len)
 			rv = 0;
 		}
 	} else
-		rv = rv == SQLITE_DONE ? -ENOENT : index_err(index_main.db,
-		    "name");
+		rv = rv == SQLITE_DONE ? -ENOENT : index_err(c->db, "name");
 	sqlite3_reset(q);
-	pthread_mutex_unlock(&index_mtx);
+	index_runlock(c);
 	return (rv);
 }
 
@@ -117,7 +119,6 @@ int
 index_list(fuse_ino_t parent, struct dirlist *l)
 {
 	sqlite3_stmt	*q;
-	struct dirent_m	*ents;
 	size_t		 cap = 0;
 	int		 rv;
 
@@ -127,14 +128,10 @@ index_list(fuse_ino_t parent, struct dirlist *l)
 	q = index_q(&index_main, Q_LIST);
 	sqlite3_bind_int64(q, 1, parent);
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if (l->n == cap) {
-			cap = cap < 64 ? 64 : cap * 2;
-			if ((ents = realloc(l->ents, cap * sizeof *ents)) ==
-			    NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			l->ents = ents;
+		if (array_grow(&l->ents, &cap, l->n + 1, sizeof *l->ents) !=
+		    0) {
+			rv = SQLITE_NOMEM;
+			break;
 		}
 		l->ents[l->n].name = strdup((const char *)
 		    sqlite3_column_text(q, 0));
@@ -182,7 +179,7 @@ index_component(const char **pp, size_t *len)
 int
 index_resolve(const char *rel, struct irow *r)
 {
-	fuse_ino_t	*stack = NULL, *ns;
+	fuse_ino_t	*stack = NULL;
 	size_t		 depth = 0, cap = 0, len;
 	const char	*comp;
 	char		 name[NAME_MAX + 1];
@@ -212,14 +209,9 @@ index_resolve(const char *rel, struct irow *r)
 		}
 		memcpy(name, comp, len);
 		name[len] = '\0';
-		if (depth == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			if ((ns = realloc(stack, cap * sizeof *stack)) ==
-			    NULL) {
-				rv = -ENOMEM;
-				break;
-			}
-			stack = ns;
+		if (array_grow(&stack, &cap, depth + 1, sizeof *stack) != 0) {
+			rv = -ENOMEM;
+			break;
 		}
 		stack[depth++] = r->id;
 		if ((rv = index_lookup(r->id, name, r)) != 0)
@@ -233,18 +225,14 @@ index_resolve(const char *rel, struct irow *r)
 static int
 index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)
 {
-	struct irow	*rows = NULL, *nr;
+	struct irow	*rows = NULL;
 	size_t		 n = 0, cap = 0;
 	int		 rv;
 
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			if ((nr = realloc(rows, cap * sizeof *rows)) == NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			rows = nr;
+		if (array_grow(&rows, &cap, n + 1, sizeof *rows) != 0) {
+			rv = SQLITE_NOMEM;
+			break;
 		}
 		index_row(q, &rows[n++]);
 	}
@@ -281,6 +269,7 @@ index_candidates(int t, int by, int64_t before, int64_t *after_val,
 	    "%s < ?2 AND (%s > ?4 OR (%s = ?4 AND id > ?5)) "
 	    "ORDER BY %s, id LIMIT ?3", S_IFREG, col[by], col[by], col[by],
 	    col[by]);
+	index_read_refresh();		/* a page: a point to catch up */
 	pthread_mutex_lock(&index_mtx);
 	if ((q = index_prep(sql)) == NULL) {
 		pthread_mutex_unlock(&index_mtx);
@@ -421,9 +410,9 @@ int
 index_names(fuse_ino_t id, fuse_ino_t **parentsp, char ***namesp, size_t *np)
 {
 	sqlite3_stmt	*q;
-	fuse_ino_t	*parents = NULL, *np2;
-	char		**names = NULL, **nn;
-	size_t		 n = 0;
+	fuse_ino_t	*parents = NULL;
+	char		**names = NULL;
+	size_t		 n = 0, pcap = 0, ncap = 0;
 	int		 rv;
 
 	pthread_mutex_lock(&index_mtx);
@@ -434,13 +423,9 @@ index_names(fuse_ino_t id, fuse_ino_t **parentsp, char ***namesp, size_t *np)
 	}
 	sqlite3_bind_int64(q, 1, id);
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		np2 = realloc(parents, (n + 1) * sizeof *parents);
-		if (np2 != NULL)
-			parents = np2;
-		nn = realloc(names, (n + 1) * sizeof *names);
-		if (nn != NULL)
-			names = nn;
-		if (np2 == NULL || nn == NULL || (names[n] = strdup(
+		if (array_grow(&parents, &pcap, n + 1, sizeof *parents) != 0 ||
+		    array_grow(&names, &ncap, n + 1, sizeof *names) != 0 ||
+		    (names[n] = strdup(
 		    (const char *)sqlite3_column_text(q, 1))) == NULL) {
 			rv = SQLITE_NOMEM;
 			break;
@@ -522,7 +507,7 @@ index_conflicts_free(struct index_conflict *v, size_t n)
 int
 index_conflicts(struct index_conflict **out, size_t *np)
 {
-	struct index_conflict	*v = NULL, *nv, *e;
+	struct index_conflict	*v = NULL, *e;
 	sqlite3_stmt		*q = NULL;
 	size_t			 n = 0, cap = 0;
 	const char		*name;
@@ -553,13 +538,9 @@ index_conflicts(struct index_conflict **out, size_t *np)
 			v[n - 1].tiers |= 1u << t;
 			continue;
 		}
-		if (n == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			if ((nv = realloc(v, cap * sizeof *v)) == NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			v = nv;
+		if (array_grow(&v, &cap, n + 1, sizeof *v) != 0) {
+			rv = SQLITE_NOMEM;
+			break;
 		}
 		e = &v[n];
 		e->parent = parent;
@@ -649,7 +630,7 @@ index_pins(fuse_ino_t **ids, size_t *np)
 {
 	sqlite3		*db;
 	sqlite3_stmt	*q = NULL;
-	fuse_ino_t	*v = NULL, *nv;
+	fuse_ino_t	*v = NULL;
 	size_t		 n = 0, cap = 0;
 	int		 rv;
 
@@ -663,13 +644,9 @@ index_pins(fuse_ino_t **ids, size_t *np)
 		goto out;
 	}
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap == 0 ? 64 : cap * 2;
-			if ((nv = realloc(v, cap * sizeof *v)) == NULL) {
-				rv = SQLITE_NOMEM;
-				break;
-			}
-			v = nv;
+		if (array_grow(&v, &cap, n + 1, sizeof *v) != 0) {
+			rv = SQLITE_NOMEM;
+			break;
 		}
 		v[n++] = sqlite3_column_int64(q, 0);
 	}

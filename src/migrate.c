@@ -127,6 +127,7 @@ struct mig_plan {
 	int		  all;		/* also files that stay put: explain */
 	unsigned long	  limit;	/* files to plan; 0: the run's limits */
 	int		  stop;
+	struct node	 *keep;		/* the last file's directory, held */
 };
 
 /*
@@ -239,6 +240,16 @@ done:
 	    plan->cb(plan->arg, &it) != 0)
 		plan->stop = 1;
 out:
+	if (plan != NULL && parent != NULL) {
+		/*
+		 * The next candidate is most often in the same directory:
+		 * held, its node keeps its handles, and the next lookup
+		 * opens nothing.
+		 */
+		node_put(plan->keep);
+		plan->keep = parent;
+		parent = NULL;
+	}
 	node_put(parent);
 	node_put(n);
 }
@@ -732,11 +743,15 @@ void
 migrate_plan(const char *const *paths, size_t npaths, unsigned long limit,
     int (*cb)(void *, const struct mig_item *), void *arg)
 {
-	struct mig_plan	plan = { cb, arg, 0, 0, 0, limit, 0 };
+	struct mig_plan	plan = { cb, arg, 0, 0, 0, limit, 0, NULL };
 
 	mig_flush_deferred();
 	scan_hold();
+	/* Its many reads on a snapshot: they hold no client back. */
+	index_read_begin();
 	mig_run((char **)paths, npaths, &plan);
+	index_read_end();
+	node_put(plan.keep);
 	scan_release();
 }
 
@@ -773,7 +788,8 @@ migrate_explain(const char *path, char *buf, size_t len)
 {
 	struct mig_limits	 lim = { 0, 0 };
 	struct mig_item		*it;
-	struct mig_plan		 plan = { mig_explain_cb, NULL, 0, 0, 1, 0, 0 };
+	struct mig_plan		 plan = { mig_explain_cb, NULL, 0, 0, 1, 0, 0,
+	    NULL };
 	struct irow		 r;
 	int64_t			 reads, window;
 	int			 rv, promote;
@@ -797,6 +813,7 @@ migrate_explain(const char *path, char *buf, size_t len)
 	promote = r.tier > 0 && reads > 0 && index_is_hot(r.id, reads,
 	    mig_now_ns() - window * 1000000000);
 	mig_one(&r, promote ? 0 : -1, promote, &plan, &lim);
+	node_put(plan.keep);
 	if (it->from == -2)
 		snprintf(buf, len, "%s: on tier %s; changed or gone since the "
 		    "index saw it", path, dfs.tiers[r.tier].name);
