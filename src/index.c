@@ -41,7 +41,7 @@ static const char *const index_upgrade[INDEX_VERSION + 1] = {
 static const char *index_sql[Q_LAST] = {
 	[Q_LOOKUP] = "SELECT i.id, i.type, i.tier, i.tiers, i.dev, i.ino, "
 	    "i.size, i.mtime, i.partial, i.pin, i.moved_at, i.atime_seen, "
-	    "i.ctime FROM dentry d "
+	    "i.ctime, i.nlink FROM dentry d "
 	    "JOIN inode i ON i.id = d.inode "
 	    "WHERE d.parent = ?1 AND d.name = ?2",
 	[Q_GET] = "SELECT id, type, tier, tiers, dev, ino, size, mtime, partial, "

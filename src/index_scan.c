@@ -130,7 +130,9 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 	struct index_conn	*c = &index_scan_c;
 	struct irow		 r;
 	sqlite3_stmt		*q;
-	int64_t			 gen = atomic_load(&index_gen);
+	int64_t			 gen = atomic_load(&index_gen), nlink = 0;
+	int64_t			 want_nlink = S_ISDIR(st->st_mode) ? 1 :
+	    (int64_t)st->st_nlink;
 	int			 rv, found = 0;
 
 	if (!atomic_load(&index_scan_fresh)) {
@@ -139,6 +141,7 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
 		if (sqlite3_step(q) == SQLITE_ROW) {
 			index_row(q, &r);
+			nlink = sqlite3_column_int64(q, 13);
 			found = 1;
 		}
 		sqlite3_reset(q);
@@ -148,13 +151,22 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 	    (S_ISDIR(st->st_mode) || (r.tier == t &&
 	    tier_same_file(t, st, r.dev, r.ino)))) {
 		*id = r.id;
+		/*
+		 * A rescan finds most rows as they are: only the name's
+		 * generation is written then, for the sweep.
+		 */
+		if (r.size == st->st_size && r.mtime == index_ns(&st->st_mtim) &&
+		    r.ctime == index_ns(&st->st_ctim) && nlink == want_nlink &&
+		    r.tier == t && r.tiers == tiers && r.partial == 0 &&
+		    r.dev == (uint64_t)st->st_dev &&
+		    r.ino == (uint64_t)st->st_ino)
+			goto mark_name;
 		q = index_q(c, Q_SET_STAT);
 		sqlite3_bind_int64(q, 1, r.id);
 		sqlite3_bind_int64(q, 2, st->st_size);
 		sqlite3_bind_int64(q, 3, index_ns(&st->st_mtim));
 		sqlite3_bind_int64(q, 4, index_ns(&st->st_ctim));
-		sqlite3_bind_int64(q, 5, S_ISDIR(st->st_mode) ? 1 :
-		    st->st_nlink);
+		sqlite3_bind_int64(q, 5, want_nlink);
 		if ((rv = index_step_done(c, q, "scan stat")) != 0)
 			return (rv);
 		q = index_q(c, Q_SCAN_MARK);
@@ -166,6 +178,7 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		sqlite3_bind_int64(q, 6, (int64_t)st->st_ino);
 		if ((rv = index_step_done(c, q, "scan mark")) != 0)
 			return (rv);
+mark_name:
 		q = index_q(c, Q_SCAN_MARKD);
 		sqlite3_bind_int64(q, 1, parent);
 		sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
