@@ -40,8 +40,9 @@
 #define CTL_BACKLOG	16
 #define CTL_ERR_MAX	256	/* an error reply's text */
 
-const char	*ctl_config_file;
-int		(*ctl_reload_hook)(char **);
+/* Set by ctl_configure; the hook returns 0, or -1 and a cause. */
+static const char	*ctl_config_file;	/* for status; may be NULL */
+static int		(*ctl_reload_hook)(char **);
 
 /* Reply text under construction; nomem once an allocation failed. */
 struct ctl_buf {
@@ -2794,6 +2795,17 @@ ctl_probe(const struct sockaddr_un *sa)
 	close(fd);
 	errno = saved;
 	return (rv);
+}
+
+/*
+ * What status and reload show as the config file (NULL: none) and what
+ * reload calls.  conf_file must outlive the control socket.
+ */
+void
+ctl_configure(const char *conf_file, int (*reload)(char **))
+{
+	ctl_config_file = conf_file;
+	ctl_reload_hook = reload;
 }
 
 /*
