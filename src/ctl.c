@@ -38,44 +38,67 @@
 #define CTL_TIMEOUT_MS	5000	/* to send a request, or to take a reply */
 #define CTL_BACKLOG	16
 
+/*
+ * What a request's payload holds.  The dispatcher resolves the paths
+ * before the handler runs and answers for it when they do not resolve.
+ */
+enum ctl_args {
+	CTL_ARGS_NONE,		/* nothing, or what the handler reads */
+	CTL_ARGS_PATH,		/* one path, the whole payload, any type */
+	CTL_ARGS_FILES		/* minlen bytes, then files, each NUL-ended */
+};
+
+/* Whether a command runs in a worker thread: see ctl_work_start. */
+enum ctl_speed {
+	CTL_FAST,
+	CTL_SLOW
+};
+
 struct ctl_command {
 	uint16_t	 code;
 	const char	*name;
 	uint32_t	 minlen;	/* request payload bytes */
 	uint32_t	 maxlen;
 	uint32_t	 flags;		/* flags it accepts */
-	int		(*handler)(struct ctl_client *, struct ctl_buf *);
+	enum ctl_args	 args;
+	enum ctl_speed	 speed;
+	int		(*handler)(struct ctl_client *, struct ctl_buf *,
+			    const struct ctl_paths *);
 };
 
 /* Indexed by command code; checked by ctl_check_table at start. */
 static const struct ctl_command ctl_commands[] = {
-	{ 0, NULL, 0, 0, 0, NULL },
-	{ DFS_CMD_STATUS, "status", 0, 0, DFS_FLAG_JSON, ctl_cmd_status },
-	{ DFS_CMD_RELOAD, "reload", 0, 0, DFS_FLAG_JSON, ctl_cmd_reload },
+	{ 0, NULL, 0, 0, 0, CTL_ARGS_NONE, CTL_FAST, NULL },
+	{ DFS_CMD_STATUS, "status", 0, 0, DFS_FLAG_JSON, CTL_ARGS_NONE,
+	    CTL_FAST, ctl_cmd_status },
+	{ DFS_CMD_RELOAD, "reload", 0, 0, DFS_FLAG_JSON, CTL_ARGS_NONE,
+	    CTL_FAST, ctl_cmd_reload },
 	{ DFS_CMD_STATS, "stats", 0, 0, DFS_FLAG_JSON | DFS_FLAG_PROMETHEUS,
-	    ctl_cmd_stats },
-	{ DFS_CMD_SCAN, "scan", 0, 0, DFS_FLAG_JSON, ctl_cmd_scan },
+	    CTL_ARGS_NONE, CTL_FAST, ctl_cmd_stats },
+	{ DFS_CMD_SCAN, "scan", 0, 0, DFS_FLAG_JSON, CTL_ARGS_NONE, CTL_FAST,
+	    ctl_cmd_scan },
 	{ DFS_CMD_SCAN_STATUS, "scan status", 0, 0, DFS_FLAG_JSON,
-	    ctl_cmd_scan_status },
+	    CTL_ARGS_NONE, CTL_FAST, ctl_cmd_scan_status },
 	{ DFS_CMD_WHERE, "where", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
-	    ctl_cmd_where },
-	{ DFS_CMD_CONFLICTS, "conflicts", 0, 0, DFS_FLAG_JSON,
-	    ctl_cmd_conflicts },
+	    CTL_ARGS_PATH, CTL_FAST, ctl_cmd_where },
+	{ DFS_CMD_CONFLICTS, "conflicts", 0, 0, DFS_FLAG_JSON, CTL_ARGS_NONE,
+	    CTL_SLOW, ctl_cmd_conflicts },
 	{ DFS_CMD_MIGRATE, "migrate", 0, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
-	    ctl_cmd_migrate },
+	    CTL_ARGS_FILES, CTL_FAST, ctl_cmd_migrate },
 	{ DFS_CMD_MIGRATE_STATUS, "migrate status", 8, 8, DFS_FLAG_JSON,
-	    ctl_cmd_migrate_status },
+	    CTL_ARGS_NONE, CTL_FAST, ctl_cmd_migrate_status },
 	{ DFS_CMD_MIGRATE_PLAN, "migrate --dry-run", 0, DFS_PROTO_MAX_PAYLOAD,
-	    DFS_FLAG_JSON, ctl_cmd_migrate_plan },
+	    DFS_FLAG_JSON, CTL_ARGS_FILES, CTL_SLOW, ctl_cmd_migrate_plan },
 	{ DFS_CMD_EXPLAIN, "explain", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
-	    ctl_cmd_explain },
+	    CTL_ARGS_PATH, CTL_FAST, ctl_cmd_explain },
 	{ DFS_CMD_PIN, "pin", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
-	    ctl_cmd_pin },
+	    CTL_ARGS_PATH, CTL_FAST, ctl_cmd_pin },
 	{ DFS_CMD_UNPIN, "unpin", 1, DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON,
-	    ctl_cmd_unpin },
-	{ DFS_CMD_PINS, "pins", 0, 0, DFS_FLAG_JSON, ctl_cmd_pins },
-	{ DFS_CMD_MIGRATE_STREAM, "migrate --dry-run", 8,
-	    DFS_PROTO_MAX_PAYLOAD, DFS_FLAG_JSON, ctl_cmd_migrate_stream },
+	    CTL_ARGS_PATH, CTL_FAST, ctl_cmd_unpin },
+	{ DFS_CMD_PINS, "pins", 0, 0, DFS_FLAG_JSON, CTL_ARGS_NONE, CTL_SLOW,
+	    ctl_cmd_pins },
+	{ DFS_CMD_MIGRATE_STREAM, "migrate --dry-run", 8, DFS_PROTO_MAX_PAYLOAD,
+	    DFS_FLAG_JSON, CTL_ARGS_FILES, CTL_SLOW, ctl_cmd_migrate_stream },
 };
 #define CTL_NCOMMANDS	(sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -84,9 +107,9 @@ static int			 ctl_wake[2] = { -1, -1 };
 static atomic_int		 ctl_stopping;
 
 /*
- * Commands that may read the whole index (a dry run over millions of
- * files, every conflict or pin) run in a worker thread of their own, so
- * that status, stats, where and explain keep answering meanwhile.
+ * Slow commands, which may read the whole index (a dry run over millions
+ * of files, every conflict or pin), run in a worker thread of their own,
+ * so that status, stats, where and explain keep answering meanwhile.
  */
 #define CTL_MAX_WORKERS	4
 static pthread_mutex_t		 ctl_work_mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -255,6 +278,39 @@ ctl_check(struct ctl_client *c)
 	return (DFS_STATUS_OK);
 }
 
+/*
+ * Resolve the paths c's command takes, then run it.  Errors name the
+ * command as dfsctl's user typed it, without its options.
+ */
+static int
+ctl_run(struct ctl_client *c, struct ctl_buf *b)
+{
+	const struct ctl_command	*cmd = &ctl_commands[c->hdr.command];
+	struct ctl_paths		 p;
+	char				 what[32];
+	int				 rv, status;
+
+	snprintf(what, sizeof what, "%.*s", (int)strcspn(cmd->name, " "),
+	    cmd->name);
+	switch (cmd->args) {
+	case CTL_ARGS_PATH:
+		rv = ctl_one_path(c, b, what, &p);
+		break;
+	case CTL_ARGS_FILES:
+		rv = ctl_paths_at(c, b, what, 1, cmd->minlen, &p);
+		break;
+	default:
+		memset(&p, 0, sizeof p);
+		rv = 0;
+		break;
+	}
+	if (rv != 0)
+		return (DFS_STATUS_FAILED);
+	status = cmd->handler(c, b, &p);
+	ctl_paths_free(&p);
+	return (status);
+}
+
 static void
 ctl_dispatch(struct ctl_client *c)
 {
@@ -269,7 +325,7 @@ ctl_dispatch(struct ctl_client *c)
 	/* Room for the header in front of the text. */
 	if (ctl_buf_grow(&b, hl) == 0)
 		b.len = hl;
-	status = cmd->handler(c, &b);
+	status = ctl_run(c, &b);
 	if (b.nomem) {
 		free(b.s);
 		ctl_error(c, DFS_STATUS_FAILED, "%s: out of memory", cmd->name);
@@ -321,14 +377,6 @@ ctl_write(struct ctl_client *c)
 	return (0);
 }
 
-static int
-ctl_slow(uint16_t command)
-{
-	return (command == DFS_CMD_MIGRATE_PLAN ||
-	    command == DFS_CMD_MIGRATE_STREAM ||
-	    command == DFS_CMD_CONFLICTS || command == DFS_CMD_PINS);
-}
-
 static void *
 ctl_work(void *arg)
 {
@@ -358,7 +406,7 @@ ctl_work_start(struct ctl_client *c)
 	pthread_t	t;
 	int		rv;
 
-	if (!ctl_slow(c->hdr.command))
+	if (ctl_commands[c->hdr.command].speed != CTL_SLOW)
 		return (-1);
 	pthread_mutex_lock(&ctl_work_mtx);
 	if (ctl_nworkers >= CTL_MAX_WORKERS) {
@@ -631,6 +679,9 @@ ctl_check_table(char **cause)
 		    ctl_commands[i].handler == NULL ||
 		    ctl_commands[i].minlen > ctl_commands[i].maxlen ||
 		    ctl_commands[i].maxlen > DFS_PROTO_MAX_PAYLOAD ||
+		    ctl_commands[i].args > CTL_ARGS_FILES ||
+		    (ctl_commands[i].args == CTL_ARGS_PATH &&
+		    ctl_commands[i].minlen == 0) ||
 		    (ctl_commands[i].flags & ~(DFS_FLAG_JSON |
 		    DFS_FLAG_PROMETHEUS)) != 0) {
 			asprintf(cause, "control socket: command table entry "

@@ -48,65 +48,26 @@ ctl_row_tiers(const struct irow *r)
 }
 
 int
-ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	struct irow	 r;
-	const char	*rel, *e;
-	char		*path;
-	int		 rv;
+	const struct irow	*r = &p->rows[0];
+	const char		*path = p->given[0];
 
-	if (memchr(c->payload, '\0', c->hdr.length) != NULL) {
-		ctl_buf_printf(b, "where: the path contains a NUL byte");
-		return (DFS_STATUS_FAILED);
-	}
-	if ((path = strndup(c->payload, c->hdr.length)) == NULL) {
-		b->nomem = 1;
-		return (DFS_STATUS_FAILED);
-	}
-	if (!index_is_open()) {
-		ctl_buf_printf(b, "where: dfs has no index");
-		rv = DFS_STATUS_FAILED;
-		goto out;
-	}
-	if ((rel = ctl_strip_mount(path)) == NULL) {
-		ctl_buf_text(b, path, 0);
-		ctl_buf_printf(b, ": not under the mount point ");
-		ctl_buf_text(b, dfs.mountpoint != NULL ? dfs.mountpoint : "/",
-		    0);
-		rv = DFS_STATUS_FAILED;
-		goto out;
-	}
-	if ((rv = index_resolve(rel, &r)) != 0) {
-		ctl_buf_text(b, path, 0);
-		if (rv == -ENOENT)
-			ctl_buf_printf(b, ": not in the index");
-		else {
-			e = strerror(-rv);
-			ctl_buf_printf(b, ": %c%s", tolower((unsigned char)*e),
-			    e + 1);
-		}
-		if (rv == -ENOENT && !index_is_scanned())
-			ctl_buf_printf(b, " (no full scan has completed yet)");
-		rv = DFS_STATUS_FAILED;
-		goto out;
-	}
 	if (c->hdr.flags & DFS_FLAG_JSON) {
 		ctl_buf_printf(b, "{\"path\":");
 		ctl_buf_json(b, path);
 		ctl_buf_printf(b, ",\"inode\":%llu,\"type\":\"%s\",\"tiers\":",
-		    (unsigned long long)r.id, ctl_type(r.type));
-		ctl_tier_names(b, ctl_row_tiers(&r), 1);
+		    (unsigned long long)r->id, ctl_type(r->type));
+		ctl_tier_names(b, ctl_row_tiers(r), 1);
 		ctl_buf_printf(b, "}\n");
 	} else {
 		ctl_buf_text(b, path, 0);
 		ctl_buf_printf(b, "  ");
-		ctl_tier_names(b, ctl_row_tiers(&r), 0);
+		ctl_tier_names(b, ctl_row_tiers(r), 0);
 		ctl_buf_putc(b, '\n');
 	}
-	rv = DFS_STATUS_OK;
-out:
-	free(path);
-	return (rv);
+	return (DFS_STATUS_OK);
 }
 
 /*
@@ -156,7 +117,8 @@ ctl_index_path(struct ctl_buf *b, fuse_ino_t parent, const char *name)
 }
 
 int
-ctl_cmd_conflicts(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_conflicts(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	struct index_conflict	*v;
 	struct ctl_buf		 pb;
@@ -219,23 +181,20 @@ ctl_cmd_conflicts(struct ctl_client *c, struct ctl_buf *b)
 }
 
 static int
-ctl_pin(struct ctl_client *c, struct ctl_buf *b, int pin)
+ctl_pin(struct ctl_client *c, struct ctl_buf *b, const struct ctl_paths *p,
+    int pin)
 {
-	struct irow	 r;
-	const char	*what = pin ? "pin" : "unpin", *e;
-	char		*path, rel[PATH_MAX];
-	int		 rv = DFS_STATUS_FAILED, err;
+	const struct irow	*r = &p->rows[0];
+	const char		*what = pin ? "pin" : "unpin", *e;
+	const char		*path = p->given[0], *rel = p->rel[0];
+	int			 err;
 
-	if ((path = ctl_one_path(c, b, what)) == NULL)
-		return (DFS_STATUS_FAILED);
-	if (ctl_lookup(b, path, &r, rel) != 0)
-		goto out;
 	if ((err = migrate_pin(rel, pin)) != 0) {
 		ctl_buf_text(b, path, 0);
 		e = strerror(-err);
 		ctl_buf_printf(b, ": %s: %c%s", what,
 		    tolower((unsigned char)*e), e + 1);
-		goto out;
+		return (DFS_STATUS_FAILED);
 	}
 	log_info("%s %s by uid %ld (pid %ld)", pin ? "pinned" : "unpinned",
 	    rel, (long)c->uid, (long)c->pid);
@@ -243,32 +202,32 @@ ctl_pin(struct ctl_client *c, struct ctl_buf *b, int pin)
 		ctl_buf_printf(b, "{\"path\":");
 		ctl_buf_json(b, path);
 		ctl_buf_printf(b, ",\"inode\":%llu,\"pinned\":%s}\n",
-		    (unsigned long long)r.id, pin ? "true" : "false");
+		    (unsigned long long)r->id, pin ? "true" : "false");
 	} else {
 		ctl_buf_printf(b, "%s ", pin ? "pinned" : "unpinned");
 		ctl_buf_text(b, path, 0);
 		ctl_buf_putc(b, '\n');
 	}
-	rv = DFS_STATUS_OK;
-out:
-	free(path);
-	return (rv);
+	return (DFS_STATUS_OK);
 }
 
 int
-ctl_cmd_pin(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_pin(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	return (ctl_pin(c, b, 1));
+	return (ctl_pin(c, b, p, 1));
 }
 
 int
-ctl_cmd_unpin(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_unpin(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	return (ctl_pin(c, b, 0));
+	return (ctl_pin(c, b, p, 0));
 }
 
 int
-ctl_cmd_pins(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_pins(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	struct ctl_buf	 pb;
 	struct irow	 r;

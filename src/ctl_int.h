@@ -39,12 +39,16 @@ struct ctl_client {
 	int			 done;		/* ...and has: ctl_work_mtx */
 };
 
-/* The paths of a request, resolved. */
+/*
+ * The paths of a request, resolved by the dispatcher before the handler
+ * runs, as the command table says the command takes them.
+ */
 struct ctl_paths {
 	size_t		 n;
-	const char	**given;	/* into the payload */
+	const char	**given;	/* as the client gave them */
 	char		**rel;		/* canonical, from the mount root */
 	struct irow	*rows;
+	char		*one;		/* a lone path, NUL-ended: given[0] */
 };
 
 /* ctl.c */
@@ -66,40 +70,52 @@ int	ctl_width(int, const char *);
 const char *ctl_type(unsigned);
 
 /* ctl_path.c */
-const char *ctl_strip_mount(const char *);
 void	ctl_mount_path(struct ctl_buf *, const char *);
-int	ctl_lookup(struct ctl_buf *, const char *, struct irow *, char *);
-char *ctl_one_path(struct ctl_client *, struct ctl_buf *, const char *);
 void	ctl_paths_free(struct ctl_paths *);
+int	ctl_one_path(struct ctl_client *, struct ctl_buf *, const char *,
+	    struct ctl_paths *);
 int	ctl_paths_at(struct ctl_client *, struct ctl_buf *, const char *, int,
 	    size_t, struct ctl_paths *);
-int	ctl_paths(struct ctl_client *, struct ctl_buf *, const char *, int,
-	    struct ctl_paths *);
 
 /* ctl_status.c */
-int	ctl_cmd_status(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_reload(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_stats(struct ctl_client *, struct ctl_buf *);
+int	ctl_cmd_status(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_reload(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_stats(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
 
 /* ctl_scan.c */
 void	ctl_scan_json(struct ctl_buf *, const struct scan_progress *);
 void	ctl_scan_line(struct ctl_buf *, const struct scan_progress *);
-int	ctl_cmd_scan(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_scan_status(struct ctl_client *, struct ctl_buf *);
+int	ctl_cmd_scan(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_scan_status(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
 
 /* ctl_index.c */
-int	ctl_cmd_where(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_conflicts(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_pin(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_unpin(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_pins(struct ctl_client *, struct ctl_buf *);
+int	ctl_cmd_where(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_conflicts(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_pin(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_unpin(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_pins(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
 
 /* ctl_migrate.c */
 void	ctl_runs(struct ctl_buf *, const struct mig_status *, int);
-int	ctl_cmd_migrate(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_migrate_status(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_migrate_plan(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_migrate_stream(struct ctl_client *, struct ctl_buf *);
-int	ctl_cmd_explain(struct ctl_client *, struct ctl_buf *);
+int	ctl_cmd_migrate(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_migrate_status(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_migrate_plan(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_migrate_stream(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
+int	ctl_cmd_explain(struct ctl_client *, struct ctl_buf *,
+	    const struct ctl_paths *);
 
 #endif /* CTL_INT_H */

@@ -189,29 +189,27 @@ ctl_runs(struct ctl_buf *b, const struct mig_status *s, int json)
 }
 
 int
-ctl_cmd_migrate(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_migrate(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	struct ctl_paths	 p;
 	unsigned long		 seq;
 
-	if (ctl_paths(c, b, "migrate", 1, &p) != 0)
-		return (DFS_STATUS_FAILED);
-	seq = migrate_kick((const char *const *)p.rel, p.n);
+	seq = migrate_kick((const char *const *)p->rel, p->n);
 	log_info("migration run %lu requested by uid %ld (pid %ld), %zu "
-	    "paths", seq, (long)c->uid, (long)c->pid, p.n);
+	    "paths", seq, (long)c->uid, (long)c->pid, p->n);
 	if (c->hdr.flags & DFS_FLAG_JSON)
 		ctl_buf_printf(b, "{\"run\":%lu,\"paths\":%zu,\"indexed\":%s}\n",
-		    seq, p.n, index_is_scanned() ? "true" : "false");
+		    seq, p->n, index_is_scanned() ? "true" : "false");
 	else {
 		ctl_buf_printf(b, "migration run %lu started\n", seq);
 		ctl_unscanned(b);
 	}
-	ctl_paths_free(&p);
 	return (DFS_STATUS_OK);
 }
 
 int
-ctl_cmd_migrate_status(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_migrate_status(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	struct mig_status	 s;
 	const struct mig_run	*r = NULL;
@@ -518,25 +516,22 @@ ctl_plan_named(const struct ctl_paths *p, const unsigned char *seen,
 }
 
 int
-ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	struct ctl_paths	 p;
 	struct ctl_plan		 pl;
 
-	if (ctl_paths(c, b, "migrate", 1, &p) != 0)
-		return (DFS_STATUS_FAILED);
 	memset(&pl, 0, sizeof pl);
-	if (p.n > 0) {
-		pl.paths = &p;
-		if ((pl.seen = calloc(p.n, 1)) == NULL) {
-			ctl_paths_free(&p);
+	if (p->n > 0) {
+		pl.paths = p;
+		if ((pl.seen = calloc(p->n, 1)) == NULL) {
 			b->nomem = 1;
 			return (DFS_STATUS_FAILED);
 		}
 	}
-	migrate_plan((const char *const *)p.rel, p.n, 0, ctl_plan_cb, &pl);
+	migrate_plan((const char *const *)p->rel, p->n, 0, ctl_plan_cb, &pl);
 
-	ctl_plan_named(&p, pl.seen, ctl_plan_cb, &pl);
+	ctl_plan_named(p, pl.seen, ctl_plan_cb, &pl);
 	if (pl.nomem)
 		b->nomem = 1;
 	else if (c->hdr.flags & DFS_FLAG_JSON)
@@ -544,7 +539,6 @@ ctl_cmd_migrate_plan(struct ctl_client *c, struct ctl_buf *b)
 	else
 		ctl_plan_text(b, &pl);
 	ctl_plan_free(&pl);
-	ctl_paths_free(&p);
 	return (DFS_STATUS_OK);
 }
 
@@ -726,9 +720,9 @@ ctl_stream_cb(void *arg, const struct mig_item *it)
 }
 
 int
-ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	struct ctl_paths	 p;
 	struct ctl_stream	*st;
 	uint64_t		 limit;
 	char			 size[32];
@@ -736,13 +730,10 @@ ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
 	int			 json = (c->hdr.flags & DFS_FLAG_JSON) != 0;
 
 	memcpy(&limit, c->payload, sizeof limit);
-	if (ctl_paths_at(c, b, "migrate", 1, sizeof limit, &p) != 0)
-		return (DFS_STATUS_FAILED);
 	if ((st = calloc(1, sizeof *st)) == NULL ||
 	    ctl_buf_grow(&st->b, sizeof (struct dfs_proto_hdr) +
 	    CTL_STREAM_CHUNK + PATH_MAX + 1024) != 0) {
 		free(st);
-		ctl_paths_free(&p);
 		b->nomem = 1;
 		return (DFS_STATUS_FAILED);
 	}
@@ -750,17 +741,17 @@ ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
 	st->json = json;
 	st->b.len = sizeof (struct dfs_proto_hdr);
 	st->sent = ctl_now();
-	if (p.n > 0) {
-		st->paths = &p;
-		if ((st->seen = calloc(p.n, 1)) == NULL)
+	if (p->n > 0) {
+		st->paths = p;
+		if ((st->seen = calloc(p->n, 1)) == NULL)
 			st->b.nomem = 1;
 	}
 	if (!st->b.nomem)
-		migrate_plan((const char *const *)p.rel, p.n, limit,
+		migrate_plan((const char *const *)p->rel, p->n, limit,
 		    ctl_stream_cb, st);
 
 	if (st->seen != NULL && !st->broken)
-		ctl_plan_named(&p, st->seen, ctl_stream_cb, st);
+		ctl_plan_named(p, st->seen, ctl_stream_cb, st);
 	ctl_stream_flush(st);
 	if (st->b.nomem)
 		b->nomem = 1;
@@ -804,26 +795,23 @@ ctl_cmd_migrate_stream(struct ctl_client *c, struct ctl_buf *b)
 	free(st->seen);
 	free(st->b.s);
 	free(st);
-	ctl_paths_free(&p);
 	return (DFS_STATUS_OK);
 }
 
 int
-ctl_cmd_explain(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_explain(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
-	struct irow	 r;
-	const char	*text, *e;
-	char		*path, rel[PATH_MAX], *buf = NULL;
-	size_t		 len, blen = PATH_MAX + 512;
-	int		 rv = DFS_STATUS_FAILED, err;
+	const struct irow	*r = &p->rows[0];
+	const char		*path = p->given[0], *rel = p->rel[0];
+	const char		*text, *e;
+	char			*buf;
+	size_t			 len, blen = PATH_MAX + 512;
+	int			 rv = DFS_STATUS_FAILED, err;
 
-	if ((path = ctl_one_path(c, b, "explain")) == NULL)
-		return (DFS_STATUS_FAILED);
-	if (ctl_lookup(b, path, &r, rel) != 0)
-		goto out;
 	if ((buf = malloc(blen)) == NULL) {
 		b->nomem = 1;
-		goto out;
+		return (DFS_STATUS_FAILED);
 	}
 	if ((err = migrate_explain(rel, buf, blen)) != 0) {
 		ctl_buf_text(b, path, 0);
@@ -840,10 +828,11 @@ ctl_cmd_explain(struct ctl_client *c, struct ctl_buf *b)
 		ctl_buf_printf(b, "{\"path\":");
 		ctl_buf_json(b, path);
 		ctl_buf_printf(b, ",\"inode\":%llu,\"type\":\"%s\",\"tier\":",
-		    (unsigned long long)r.id, ctl_type(r.type));
-		ctl_buf_json(b, r.type == S_IFDIR ? NULL : ctl_tier_name(r.tier));
-		ctl_buf_printf(b, ",\"pinned\":%s,\"explain\":", r.pin ? "true" :
-		    "false");
+		    (unsigned long long)r->id, ctl_type(r->type));
+		ctl_buf_json(b, r->type == S_IFDIR ? NULL :
+		    ctl_tier_name(r->tier));
+		ctl_buf_printf(b, ",\"pinned\":%s,\"explain\":", r->pin ?
+		    "true" : "false");
 		ctl_buf_json(b, text);
 		ctl_buf_printf(b, "}\n");
 	} else {
@@ -855,6 +844,5 @@ ctl_cmd_explain(struct ctl_client *c, struct ctl_buf *b)
 	rv = DFS_STATUS_OK;
 out:
 	free(buf);
-	free(path);
 	return (rv);
 }

@@ -20,7 +20,7 @@
  * be the mount point or beneath it; a relative one is taken from the mount
  * point.  NULL if it is outside.
  */
-const char *
+static const char *
 ctl_strip_mount(const char *path)
 {
 	const char	*m, *p = path, *mc, *pc;
@@ -59,7 +59,7 @@ ctl_mount_path(struct ctl_buf *b, const char *rel)
  * The index row of a path a client gave, and its canonical path from the
  * mount root in rel (PATH_MAX bytes).  0, or -1 with the reason in b.
  */
-int
+static int
 ctl_lookup(struct ctl_buf *b, const char *path, struct irow *r, char *rel)
 {
 	const char	*sub, *e;
@@ -90,25 +90,6 @@ ctl_lookup(struct ctl_buf *b, const char *path, struct irow *r, char *rel)
 	return (0);
 }
 
-/* The one path of a request (no NUL), malloc'd; NULL with b filled. */
-char *
-ctl_one_path(struct ctl_client *c, struct ctl_buf *b, const char *what)
-{
-	char	*path;
-
-	if (memchr(c->payload, '\0', c->hdr.length) != NULL) {
-		ctl_buf_printf(b, "%s: the path contains a NUL byte", what);
-		return (NULL);
-	}
-	if (!index_is_open()) {
-		ctl_buf_printf(b, "%s: dfs has no index", what);
-		return (NULL);
-	}
-	if ((path = strndup(c->payload, c->hdr.length)) == NULL)
-		b->nomem = 1;
-	return (path);
-}
-
 void
 ctl_paths_free(struct ctl_paths *p)
 {
@@ -119,37 +100,20 @@ ctl_paths_free(struct ctl_paths *p)
 	free(p->given);
 	free(p->rel);
 	free(p->rows);
+	free(p->one);
 	memset(p, 0, sizeof *p);
 }
 
 /*
- * A path list (each path ended by a NUL), every path in the index; files
- * only if files is set.  0, or -1 with the reason in b.
+ * Resolve the n paths at s, each ended by a NUL, into p: every path in the
+ * index; files only if files is set.  0, or -1 with the reason in b.
  */
-int
-ctl_paths_at(struct ctl_client *c, struct ctl_buf *b, const char *what,
-    int files, size_t skip, struct ctl_paths *p)
+static int
+ctl_paths_resolve(struct ctl_buf *b, const char *s, size_t n, int files,
+    struct ctl_paths *p)
 {
-	const char	*s = c->payload + skip, *end = c->payload + c->hdr.length;
-	size_t		 n = 0, i, len;
+	size_t	i;
 
-	memset(p, 0, sizeof *p);
-	if (c->hdr.length > skip && end[-1] != '\0') {
-		ctl_buf_printf(b, "%s: the path list does not end with a NUL",
-		    what);
-		return (-1);
-	}
-	for (; s < end; s += len + 1) {
-		if ((len = strlen(s)) == 0) {
-			ctl_buf_printf(b, "%s: an empty path", what);
-			return (-1);
-		}
-		n++;
-	}
-	if (!index_is_open()) {
-		ctl_buf_printf(b, "%s: dfs has no index", what);
-		return (-1);
-	}
 	if (n == 0)
 		return (0);
 	if ((p->given = calloc(n, sizeof *p->given)) == NULL ||
@@ -159,7 +123,7 @@ ctl_paths_at(struct ctl_client *c, struct ctl_buf *b, const char *what,
 		b->nomem = 1;
 		return (-1);
 	}
-	for (s = c->payload + skip, i = 0; i < n; s += strlen(s) + 1, i++) {
+	for (i = 0; i < n; s += strlen(s) + 1, i++) {
 		p->given[i] = s;
 		if ((p->rel[i] = malloc(PATH_MAX)) == NULL) {
 			b->nomem = 1;
@@ -182,9 +146,58 @@ ctl_paths_at(struct ctl_client *c, struct ctl_buf *b, const char *what,
 	return (0);
 }
 
+/*
+ * The one path of a request (the whole payload, no NUL in it), any type,
+ * resolved into p.  0, or -1 with the reason in b.
+ */
 int
-ctl_paths(struct ctl_client *c, struct ctl_buf *b, const char *what,
-    int files, struct ctl_paths *p)
+ctl_one_path(struct ctl_client *c, struct ctl_buf *b, const char *what,
+    struct ctl_paths *p)
 {
-	return (ctl_paths_at(c, b, what, files, 0, p));
+	memset(p, 0, sizeof *p);
+	if (memchr(c->payload, '\0', c->hdr.length) != NULL) {
+		ctl_buf_printf(b, "%s: the path contains a NUL byte", what);
+		return (-1);
+	}
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "%s: dfs has no index", what);
+		return (-1);
+	}
+	if ((p->one = strndup(c->payload, c->hdr.length)) == NULL) {
+		b->nomem = 1;
+		return (-1);
+	}
+	return (ctl_paths_resolve(b, p->one, 1, 0, p));
+}
+
+/*
+ * The path list after the first skip bytes of a request (each path ended
+ * by a NUL), resolved into p; files only if files is set.  0, or -1 with
+ * the reason in b.
+ */
+int
+ctl_paths_at(struct ctl_client *c, struct ctl_buf *b, const char *what,
+    int files, size_t skip, struct ctl_paths *p)
+{
+	const char	*s = c->payload + skip, *end = c->payload + c->hdr.length;
+	size_t		 n = 0, len;
+
+	memset(p, 0, sizeof *p);
+	if (c->hdr.length > skip && end[-1] != '\0') {
+		ctl_buf_printf(b, "%s: the path list does not end with a NUL",
+		    what);
+		return (-1);
+	}
+	for (; s < end; s += len + 1) {
+		if ((len = strlen(s)) == 0) {
+			ctl_buf_printf(b, "%s: an empty path", what);
+			return (-1);
+		}
+		n++;
+	}
+	if (!index_is_open()) {
+		ctl_buf_printf(b, "%s: dfs has no index", what);
+		return (-1);
+	}
+	return (ctl_paths_resolve(b, c->payload + skip, n, files, p));
 }

@@ -93,7 +93,8 @@ ctl_scan_line(struct ctl_buf *b, const struct scan_progress *p)
 }
 
 int
-ctl_cmd_scan(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_scan(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	int	rv;
 
@@ -119,7 +120,8 @@ ctl_cmd_scan(struct ctl_client *c, struct ctl_buf *b)
 }
 
 int
-ctl_cmd_scan_status(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_scan_status(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *paths)
 {
 	struct scan_progress	 p;
 	const char		*state;

@@ -87,7 +87,8 @@ ctl_tier_caps_text(struct ctl_buf *b, int wname)
 }
 
 int
-ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	struct tier_space	 sp[DFS_MAX_TIERS];
 	struct scan_progress	 scan;
@@ -241,7 +242,8 @@ ctl_cmd_status(struct ctl_client *c, struct ctl_buf *b)
 }
 
 int
-ctl_cmd_reload(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_reload(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	char	*cause = NULL;
 
@@ -326,7 +328,8 @@ ctl_counter(int t, size_t i)
 }
 
 int
-ctl_cmd_stats(struct ctl_client *c, struct ctl_buf *b)
+ctl_cmd_stats(struct ctl_client *c, struct ctl_buf *b,
+    const struct ctl_paths *p)
 {
 	uint64_t	v[DFS_MAX_TIERS][CTL_NCOUNTERS];
 	size_t		i, f;
