@@ -659,13 +659,11 @@ main(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) != 0)
 		dfs_fail(report, "signal handlers: %s", strerror(errno));
 	/* Before the mount: a second dfs on the same socket stops here. */
-	if (dfs_conf != NULL) {
-		ctl_config_file = conf_path;	/* dfs_conf changes on reload */
-		if (dfs_ctl_path == NULL &&
-		    (dfs_ctl_path = strdup(dfs_conf->socket)) == NULL)
-			dfs_fail(report, "out of memory");
-	}
-	ctl_reload_hook = dfs_reload;
+	if (dfs_conf != NULL && dfs_ctl_path == NULL &&
+	    (dfs_ctl_path = strdup(dfs_conf->socket)) == NULL)
+		dfs_fail(report, "out of memory");
+	/* conf_path, not dfs_conf->file: dfs_conf is freed on reload. */
+	ctl_configure(dfs_conf != NULL ? conf_path : NULL, dfs_reload);
 	/* Absolute: the daemon removes the socket after its chdir("/"). */
 	if (dfs_ctl_path != NULL && *dfs_ctl_path != '/') {
 		if ((p = dfs_absolute(dfs_ctl_path)) == NULL)

@@ -747,8 +747,7 @@ int	config_reloadable(const struct dfs_config *,
 	    const struct dfs_config *, char **);
 
 /* ctl.c */
-extern const char *ctl_config_file;		/* for status; may be NULL */
-extern int	(*ctl_reload_hook)(char **);	/* 0, or -1 and a cause */
+void	ctl_configure(const char *, int (*)(char **));
 int	ctl_start(const char *, char **);
 void	ctl_stop(void);
 

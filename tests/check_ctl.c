@@ -21,6 +21,9 @@
 #include "dfs.h"
 #include "dfs-protocol.h"
 
+/* Quotes and a newline: status must escape them. */
+#define TEST_CONF_FILE	"/etc/dfs \"test\"\n.conf"
+
 static char	tmp[] = "/tmp/check_ctl.XXXXXX";
 static char	sock[PATH_MAX];
 
@@ -47,8 +50,7 @@ setup(void)
 	ck_assert_int_eq(tier_add("fast", path("fast"), &cause), 0);
 	ck_assert_int_eq(tier_add("slow", path("slow"), &cause), 0);
 	dfs.mountpoint = strdup(path("mnt"));
-	ctl_config_file = "/etc/dfs \"test\"\n.conf";
-	ctl_reload_hook = NULL;
+	ctl_configure(TEST_CONF_FILE, NULL);
 	snprintf(sock, sizeof sock, "%s", path("dfs.sock"));
 	if (ctl_start(sock, &cause) != 0)
 		ck_abort_msg("ctl_start: %s", cause);
@@ -409,14 +411,14 @@ START_TEST(test_reload)
 	ck_assert_str_eq(text, "reload is not available");
 	free(text);
 
-	ctl_reload_hook = reload_fail;
+	ctl_configure(TEST_CONF_FILE, reload_fail);
 	xsend(fd, &h, sizeof h);
 	ck_assert_uint_eq(xreply(fd, DFS_CMD_RELOAD, &text),
 	    DFS_STATUS_FAILED);
 	ck_assert_str_eq(text, "/etc/dfs.conf:3: tier \"x\": unknown");
 	free(text);
 
-	ctl_reload_hook = reload_ok;
+	ctl_configure(TEST_CONF_FILE, reload_ok);
 	xsend(fd, &h, sizeof h);
 	ck_assert_uint_eq(xreply(fd, DFS_CMD_RELOAD, &text), DFS_STATUS_OK);
 	ck_assert_ptr_nonnull(strstr(text, "reloaded"));

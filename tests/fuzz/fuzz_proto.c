@@ -67,7 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&b, 0, sizeof b);
 		if (ctl_buf_grow(&b, hl) == 0)
 			b.len = hl;
-		ctl_commands[cmd].handler(&c, &b);
+		ctl_run(&c, &b);
 		free(b.s);
 		break;
 	default:
