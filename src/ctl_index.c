@@ -77,7 +77,7 @@ ctl_cmd_where(struct ctl_client *c, struct ctl_buf *b,
 static void
 ctl_index_path(struct ctl_buf *b, fuse_ino_t parent, const char *name)
 {
-	char		**names = NULL, **nn;
+	char		**names = NULL;
 	char		  buf[NAME_MAX + 1];
 	fuse_ino_t	  id = parent, up;
 	size_t		  n = 0, cap = 0, i;
@@ -88,14 +88,9 @@ ctl_index_path(struct ctl_buf *b, fuse_ino_t parent, const char *name)
 			unknown = 1;
 			break;
 		}
-		if (n == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			if ((nn = realloc(names, cap * sizeof *names)) ==
-			    NULL) {
-				b->nomem = 1;
-				break;
-			}
-			names = nn;
+		if (array_grow(&names, &cap, n + 1, sizeof *names) != 0) {
+			b->nomem = 1;
+			break;
 		}
 		if ((names[n] = strdup(buf)) == NULL) {
 			b->nomem = 1;

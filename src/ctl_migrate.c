@@ -284,18 +284,12 @@ struct ctl_plan {
 static int
 ctl_plan_add(struct ctl_plan *pl, const struct mig_item *it)
 {
-	struct ctl_plan_item	*e, *nv;
+	struct ctl_plan_item	*e;
 	struct ctl_buf		 pb;
-	size_t			 cap;
 
-	if (pl->n == pl->cap) {
-		cap = pl->cap == 0 ? 64 : pl->cap * 2;
-		if ((nv = realloc(pl->v, cap * sizeof *nv)) == NULL) {
-			pl->nomem = 1;
-			return (-1);
-		}
-		pl->v = nv;
-		pl->cap = cap;
+	if (array_grow(&pl->v, &pl->cap, pl->n + 1, sizeof *pl->v) != 0) {
+		pl->nomem = 1;
+		return (-1);
 	}
 	memset(&pb, 0, sizeof pb);
 	ctl_mount_path(&pb, it->path);
