@@ -36,6 +36,40 @@ ctl_unscanned(struct ctl_buf *b)
 		    "not in the index yet are not considered\n");
 }
 
+/*
+ * Seconds a running run has left, from the candidates it had at its
+ * start and the pace so far (files moved, skipped or failed); -1 unknown.
+ */
+static long
+ctl_eta(const struct mig_run *r, double secs)
+{
+	unsigned long	done = r->files + r->errors;
+	int		i;
+
+	for (i = 1; i < MIG_SKIP_MAX; i++)
+		done += r->skipped[i];
+	if (r->todo == 0 || done == 0 || secs <= 0)
+		return (-1);
+	if (done >= r->todo)
+		return (0);
+	return ((long)((r->todo - done) * (secs / done) + 0.5));
+}
+
+/* ", about 1h 2m left", or nothing when the pace is not known yet. */
+static void
+ctl_eta_text(struct ctl_buf *b, long eta)
+{
+	if (eta < 0)
+		return;
+	if (eta >= 3600)
+		ctl_buf_printf(b, ", about %ldh %ldm left", eta / 3600,
+		    eta / 60 % 60);
+	else if (eta >= 60)
+		ctl_buf_printf(b, ", about %ldm %lds left", eta / 60, eta % 60);
+	else
+		ctl_buf_printf(b, ", about %lds left", eta);
+}
+
 static void
 ctl_run_json(struct ctl_buf *b, const struct mig_run *r, const char *state)
 {
@@ -65,6 +99,16 @@ ctl_run_json(struct ctl_buf *b, const struct mig_run *r, const char *state)
 	ctl_buf_printf(b, "},\"errors\":%lu,\"last_error\":", r->errors);
 	ctl_buf_json(b, r->errors != 0 && r->last_error[0] != '\0' ?
 	    r->last_error : NULL);
+	ctl_buf_printf(b, ",\"candidates\":");
+	if (r->todo > 0)
+		ctl_buf_printf(b, "%lu", r->todo);
+	else
+		ctl_buf_printf(b, "null");
+	ctl_buf_printf(b, ",\"eta\":");
+	if (strcmp(state, "running") == 0 && ctl_eta(r, secs) >= 0)
+		ctl_buf_printf(b, "%ld", ctl_eta(r, secs));
+	else
+		ctl_buf_printf(b, "null");
 	ctl_buf_putc(b, '}');
 }
 
@@ -127,6 +171,11 @@ ctl_run_text(struct ctl_buf *b, const struct mig_run *r, const char *state)
 		ctl_buf_printf(b, "; last: ");
 		ctl_buf_text(b, r->last_error, 0);
 	}
+	if (strcmp(state, "running") == 0 && r->todo > 0) {
+		ctl_buf_printf(b, "\nprogress  %lu of about %lu candidates",
+		    r->files + r->errors + ctl_skipped(r), r->todo);
+		ctl_eta_text(b, ctl_eta(r, secs));
+	}
 	ctl_buf_putc(b, '\n');
 }
 
@@ -158,9 +207,18 @@ ctl_runs(struct ctl_buf *b, const struct mig_status *s, int json)
 		ctl_buf_printf(b, "migration    running: run %lu (",
 		    s->current.seq);
 		ctl_buf_text(b, s->current.trigger, 0);
-		ctl_buf_printf(b, ") for %.0f s, %lu files, %s so far\n",
+		ctl_buf_printf(b, ") for %.0f s, %lu files, %s so far",
 		    difftime(time(NULL), s->current.started),
 		    s->current.files, size);
+		if (s->current.todo > 0) {
+			ctl_buf_printf(b, " (%lu of about %lu candidates",
+			    s->current.files + s->current.errors +
+			    ctl_skipped(&s->current), s->current.todo);
+			ctl_eta_text(b, ctl_eta(&s->current,
+			    difftime(time(NULL), s->current.started)));
+			ctl_buf_putc(b, ')');
+		}
+		ctl_buf_putc(b, '\n');
 	} else
 		ctl_buf_printf(b, "migration    idle%s\n", s->nruns == 0 ?
 		    ", no run yet" : "");

@@ -242,6 +242,8 @@ struct mig_run {
 	char		 trigger[16];	/* request, interval, watermark */
 	unsigned long	 files;
 	uint64_t	 bytes;
+	unsigned long	 todo;		/* candidates at the start; 0: unknown */
+	uint64_t	 todo_bytes;
 	unsigned long	 skipped[MIG_SKIP_MAX];
 	unsigned long	 errors;
 	char		 last_error[PATH_MAX + 128];
@@ -450,6 +452,7 @@ void	index_read_end(void);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
 unsigned index_nlink(fuse_ino_t);
 int	index_list(fuse_ino_t, struct dirlist *);
+int	index_count_candidates(int, int, int64_t, uint64_t *, uint64_t *);
 int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
 	    struct irow **, size_t *);
 int	index_path(fuse_ino_t, char *, size_t);

@@ -247,6 +247,40 @@ index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)
 }
 
 /*
+ * How many files index_candidates would page through, and their bytes:
+ * what a run has before it, for its estimate of the time left.
+ */
+int
+index_count_candidates(int t, int by, int64_t before, uint64_t *files,
+    uint64_t *bytes)
+{
+	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
+	sqlite3_stmt	*q;
+	char		 sql[256];
+	int		 rv;
+
+	snprintf(sql, sizeof sql, "SELECT count(*), total(size) FROM inode "
+	    "WHERE tier = ?1 AND type = %d AND pin = 0 AND %s < ?2", S_IFREG,
+	    col[by]);
+	pthread_mutex_lock(&index_mtx);
+	if ((q = index_prep(sql)) == NULL) {
+		pthread_mutex_unlock(&index_mtx);
+		return (-EIO);
+	}
+	sqlite3_bind_int(q, 1, t);
+	sqlite3_bind_int64(q, 2, before);
+	if ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		*files = (uint64_t)sqlite3_column_int64(q, 0);
+		*bytes = (uint64_t)sqlite3_column_double(q, 1);
+		rv = 0;
+	} else
+		rv = index_err(index_main.db, "count candidates");
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&index_mtx);
+	return (rv);
+}
+
+/*
  * Regular files on tier t, not pinned, oldest first by mtime (by = 0),
  * ctime (1) or last access through dfs (2), older than before (ns), and
  * after the row (*after_val, *after_id) a previous page ended with; both

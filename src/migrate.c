@@ -254,6 +254,51 @@ out:
 	node_put(n);
 }
 
+/*
+ * What the policies have before them, for the estimate of the time a
+ * run has left: the candidates the index counts (files some rule keeps
+ * where they are included, and those two policies name counted twice).
+ */
+static void
+mig_count_todo(void)
+{
+	const struct dfs_config_policy	*p;
+	uint64_t			 files, bytes, tf = 0, tb = 0;
+	int64_t				 before;
+	unsigned			 k;
+	int				 t, by, from, to;
+
+	for (k = 0;; k++) {
+		pthread_mutex_lock(&mig_conf_mtx);
+		if (mig_conf == NULL || k >= mig_conf->npolicies) {
+			pthread_mutex_unlock(&mig_conf_mtx);
+			break;
+		}
+		p = &mig_conf->policies[k];
+		from = p->from;
+		to = p->to;
+		by = p->age_by == DFS_AGE_CTIME ? 1 : p->age_by ==
+		    DFS_AGE_ACCESS ? 2 : 0;
+		before = p->age_by == DFS_AGE_ATIME ? INT64_MAX - 1 :
+		    mig_now_ns() - p->age * 1000000000;
+		if (p->action != DFS_POLICY_MIGRATE)
+			from = to = -2;		/* nothing to count */
+		pthread_mutex_unlock(&mig_conf_mtx);
+		for (t = 0; t < dfs.ntiers && to != -2; t++) {
+			if ((from >= 0 && t != from) || t == to ||
+			    index_count_candidates(t, by, before + 1, &files,
+			    &bytes) != 0)
+				continue;
+			tf += files;
+			tb += bytes;
+		}
+	}
+	pthread_mutex_lock(&mig_mtx);
+	mig_cur.todo = tf;
+	mig_cur.todo_bytes = tb;
+	pthread_mutex_unlock(&mig_mtx);
+}
+
 /* Has the run (or the dry run) reached its file or byte limit? */
 static int
 mig_limited(struct mig_plan *plan)
@@ -373,6 +418,12 @@ mig_run(char **paths, size_t npaths, struct mig_plan *plan)
 	if (plan == NULL)
 		mig_set_limits(&lim);
 
+	if (plan == NULL && npaths > 0) {
+		pthread_mutex_lock(&mig_mtx);
+		mig_cur.todo = npaths;
+		pthread_mutex_unlock(&mig_mtx);
+	} else if (plan == NULL)
+		mig_count_todo();
 	if (npaths > 0) {
 		for (i = 0; i < npaths && !mig_limited(plan); i++) {
 			if (index_resolve(paths[i], &r) == 0 &&

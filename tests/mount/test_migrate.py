@@ -725,6 +725,45 @@ def test_reader_keeps_reading_old_bytes():
         eq(read_file(m.p("r")) == data, True, "content after the move")
 
 
+def test_running_run_shows_progress_and_time_left():
+    """A run paced by its bandwidth limit: status shows how far it is of
+    the candidates it started with, and an estimate of the time left.
+    Files of 1 MiB move one at a time (smaller ones go in batches)."""
+    def populate(m):
+        for i in range(12):
+            mkfile(m.t(0, "f%02d" % i), os.urandom(1 << 20), when=OLD + i)
+    with MigMount(policy("all", to="t1", age="1d"), populate=populate,
+                  migration={"bandwidth": "2M"}) as m:
+        rc, out, err = run([dfsctl_bin(), "-s", m.sock, "migrate", "--now"])
+        eq(rc, 0, "migrate --now: %s" % err)
+        seen = {}
+
+        def moving():
+            rc, out, err = run([dfsctl_bin(), "-s", m.sock, "--json",
+                                "migrate", "--status"])
+            cur = json.loads(out).get("current") if rc == 0 else None
+            if cur and cur["files"] >= 2 and cur["eta"] is not None:
+                seen["json"] = cur
+                rc, out, err = run([dfsctl_bin(), "-s", m.sock, "status"])
+                seen["status"] = out
+                rc, out, err = run([dfsctl_bin(), "-s", m.sock, "migrate",
+                                    "--status"])
+                seen["text"] = out
+                return True
+            return False
+        check(wait_for(moving, 30), "no running run with an estimate")
+        cur = seen["json"]
+        eq(cur["candidates"], 12, "candidates the run started with")
+        # 12 MiB at 2 MiB/s: about 6 s in all
+        check(0 <= cur["eta"] <= 30, "eta %r s" % cur["eta"])
+        for what in ("status", "text"):
+            check(re.search(r"\(\d+ of about 12 candidates, about \d+s "
+                            r"left\)", seen[what]),
+                  "%s: %s" % (what, seen[what]))
+        check(wait_for(lambda: len(os.listdir(m.t(1))) == 12, 60),
+              "the run did not finish")
+
+
 def test_writer_during_copy_aborts_the_move():
     size = 60 << 20
     orig = {n: os.urandom(1 << 20) * (size >> 20) for n in ("w1", "w2")}
