@@ -235,6 +235,15 @@ def kill_pid(pid, timeout=5.0):
             return
 
 
+def rss_kib(pid):
+    """A process's VmRSS in KiB (0 if it has none: it has exited)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _is_zombie(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -311,12 +320,7 @@ class Daemon:
                               text=True, check=check, timeout=timeout)
 
     def rss_kib(self):
-        """The daemon's VmRSS (0 if it has none: it has exited)."""
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return rss_kib(self.proc.pid)
 
     def stop(self, timeout=EXIT_TIMEOUT, busy=0.0):
         """Unmount (see unmount() for `busy`) and wait for the exit, killing
