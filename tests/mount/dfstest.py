@@ -38,6 +38,11 @@ def dfs_bin():
     return os.environ.get("DFS_BIN", os.path.join(REPO, "build", "dfs"))
 
 
+def dfsctl_bin():
+    return os.environ.get("DFSCTL_BIN", os.path.join(
+        os.path.dirname(dfs_bin()), "dfsctl"))
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -123,34 +128,82 @@ def mounts_under(path):
     return res
 
 
-def unmount(path):
-    """fusermount3 -u, then -uz; returns a description of what it took."""
+def unmount(path, busy=0.0, fuse=True):
+    """fusermount3 -u, tried again for `busy` seconds while it fails (a
+    mount still in use), then -uz; with fuse false, umount and umount -l
+    (a kernel file system).  Returns a description of what it took."""
     if not is_mounted(path):
         return "not mounted"
-    r = subprocess.run(["fusermount3", "-u", path], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=30)
-    if r.returncode == 0 and not is_mounted(path):
+    cmd, lazy = (["fusermount3", "-u"], ["fusermount3", "-uz"]) if fuse \
+        else (["umount"], ["umount", "-l"])
+    msg = []
+
+    def attempt():
+        r = subprocess.run(cmd + [path], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        if r.returncode == 0 and not is_mounted(path):
+            return True
+        msg[:] = [r.stdout.decode(errors="replace").strip()]
+        return False
+    if wait_for(attempt, busy, 0.2, 0.2):
         return "unmounted"
-    msg = r.stdout.decode(errors="replace").strip()
-    r2 = subprocess.run(["fusermount3", "-uz", path], stdin=subprocess.DEVNULL,
+    r2 = subprocess.run(lazy + [path], stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         timeout=30)
     if is_mounted(path):
         raise TestFailure("cannot unmount %s: %s / %s" % (
-            path, msg, r2.stdout.decode(errors="replace").strip()))
-    return "lazily unmounted (-uz) after: %s" % msg
+            path, msg[0], r2.stdout.decode(errors="replace").strip()))
+    return "lazily unmounted (%s) after: %s" % (" ".join(lazy[1:]), msg[0])
 
 
-def wait_for(pred, timeout, interval=0.01):
-    """Poll pred() until true or timeout; returns its last value."""
+def wait_for(pred, timeout, interval=0.01, most=0.1):
+    """Poll pred() until true or timeout, the interval doubling up to
+    `most`; returns its last value."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
-        interval = min(interval * 2, 0.1)
+        interval = min(interval * 2, most)
+
+
+def live_mount(path):
+    """`path` is listed as a mount point and answers.  A dead mount left by
+    a killed daemon stays listed (ENOTCONN) until a new daemon detaches it,
+    so the check is statfs, which the kernel never answers from its
+    cache."""
+    if not is_mounted(path):
+        return False
+    try:
+        os.statvfs(path)
+    except OSError:
+        return False
+    return True
+
+
+def wait_mounted(path, proc, timeout, interval=0.01, most=0.1):
+    """Wait until `path` is a live mount or the daemon `proc` (a Popen) has
+    exited; returns whether it is live."""
+    wait_for(lambda: live_mount(path) or proc.poll() is not None, timeout,
+             interval, most)
+    return live_mount(path)
+
+
+def drop_caches(what=3, strict=True):
+    """Make the kernel forget cached data: what=3 the page cache (after a
+    sync, so that dirty pages can go too) and the dentries and inodes,
+    what=2 the dentries and inodes alone.  Needs root; strict=False goes on
+    without it, the caches as they are."""
+    if what & 1:
+        os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("%d\n" % what)
+    except OSError:
+        if strict:
+            raise
 
 
 def pids_with_argv(argv):
@@ -182,12 +235,122 @@ def kill_pid(pid, timeout=5.0):
             return
 
 
+def rss_kib(pid):
+    """A process's VmRSS in KiB (0 if it has none: it has exited)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _is_zombie(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# --- a daemon that outlives a test -----------------------------------------
+
+class DaemonError(RuntimeError):
+    pass
+
+
+class Daemon:
+    """A FUSE daemon in the foreground for as long as its user needs it: the
+    benchmarks' dfs with its control socket, and what they compare it with.
+    Unlike Mount, the caller owns every path, and a failure is a
+    DaemonError, not a test's.
+
+        d = Daemon([dfs_bin(), "-f", "-c", conf], mnt, log=log, sock=sock)
+        d.start()               # seconds until the mount answered
+        d.ctl("--json", "stats").stdout
+        d.stop()                # unmounted, exited
+    """
+
+    def __init__(self, argv, mnt, log=None, sock=None, dfsctl=None,
+                 name=None):
+        self.argv = list(argv)
+        self.mnt = mnt
+        self.log = log          # the daemon's stdout and stderr, appended
+        self.sock = sock
+        self.dfsctl = dfsctl or dfsctl_bin()
+        self.name = name or os.path.basename(self.argv[0])
+        self.proc = None
+        self._logf = None
+        self._was_mounted = False
+
+    def start(self, timeout=MOUNT_TIMEOUT, interval=0.01, most=0.1):
+        """Start it and wait until its mount answers and its socket (if it
+        has one) is there; returns the seconds until the mount answered."""
+        t = time.monotonic()
+        out = subprocess.DEVNULL
+        if self.log is not None:
+            out = self._logf = open(self.log, "ab")
+        self._was_mounted = False
+        self.proc = subprocess.Popen(daemon_argv(self.argv),
+                                     stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT)
+        see = "; see " + self.log if self.log is not None else ""
+        up = wait_mounted(self.mnt, self.proc, timeout, interval, most)
+        took = time.monotonic() - t
+        if not up:
+            rc = self.proc.poll()
+            self.stop()
+            if rc is not None:
+                raise DaemonError("%s exited with status %s%s" % (
+                    self.name, rc, see))
+            raise DaemonError("%s did not mount %s within %.0f s%s" % (
+                self.name, self.mnt, timeout, see))
+        self._was_mounted = True
+        if self.sock is not None and not wait_for(
+                lambda: os.path.exists(self.sock), timeout, interval, most):
+            self.stop()
+            raise DaemonError("%s made no socket %s within %.0f s%s" % (
+                self.name, self.sock, timeout, see))
+        return took
+
+    def ctl(self, *args, check=False, timeout=None):
+        """dfsctl -s SOCK ARGS...: the CompletedProcess, output as text."""
+        return subprocess.run([self.dfsctl, "-s", self.sock] + list(args),
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, check=check, timeout=timeout)
+
+    def rss_kib(self):
+        return rss_kib(self.proc.pid)
+
+    def stop(self, timeout=EXIT_TIMEOUT, busy=0.0):
+        """Unmount (see unmount() for `busy`) and wait for the exit, killing
+        it after `timeout` s; returns its exit status, None if it was not
+        running.  Does nothing the second time."""
+        if self.proc is None:
+            return None
+        try:
+            unmount(self.mnt, busy)
+        finally:
+            if not self._was_mounted:
+                kill_pid(self.proc.pid)     # never came up
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_pid(self.proc.pid)
+                rc = self.proc.wait()
+            self.proc = None
+            if self._logf is not None:
+                self._logf.close()
+                self._logf = None
+        return rc
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
 
 # --- the mount ------------------------------------------------------------
@@ -295,25 +458,11 @@ class Mount:
         except OSError as e:
             self._fail("cannot start %s: %s" % (dfs_bin(), e))
 
-        # a dead mount left by a killed dfs stays listed (ENOTCONN) until the
-        # new dfs detaches it, so "mounted" means listed and answering:
-        # statfs, which the kernel never answers from its cache
-        def live():
-            if not is_mounted(self.mnt):
-                return False
-            try:
-                os.statvfs(self.mnt)
-            except OSError:
-                return False
-            return True
-
-        def up():
-            return live() or self.proc.poll() is not None
-        wait_for(up, MOUNT_TIMEOUT)
+        live = wait_mounted(self.mnt, self.proc, MOUNT_TIMEOUT)
         if self.proc.poll() is not None and not is_mounted(self.mnt):
             self._fail("dfs exited with status %s before mounting" %
                        self.proc.returncode)
-        if not live():
+        if not live:
             self._fail("%s not mounted after %.0f s" % (self.mnt,
                                                          MOUNT_TIMEOUT))
         self._was_mounted = True

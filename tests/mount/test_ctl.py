@@ -17,8 +17,8 @@ import threading
 import time
 
 from dfstest import (Mount, as_user, check, dfs_bin, dry_run, eq, is_mounted,
-                     kill_pid, mounts_under, read_file, tiers_holding,
-                     unmount, write_file)
+                     kill_pid, mounts_under, read_file, rss_kib,
+                     tiers_holding, unmount, write_file)
 
 # dfs-protocol.h, version 1: host byte order, 32 bytes.
 HDR = struct.Struct("=IBBHIII12s")
@@ -593,7 +593,7 @@ def test_status_answers_during_a_long_dry_run():
     # commands that need not read the whole index answer meanwhile.
     with MigMount(populate=_many_old) as m:
         ok(m, "scan", "--status", "--wait")
-        rss0 = _rss_kb(m.proc.pid)
+        rss0 = rss_kib(m.proc.pid)
         t0 = time.monotonic()
         plan = subprocess.Popen(
             [dfsctl_bin(), "-s", m.sock, "--json", "migrate", "--dry-run"],
@@ -615,7 +615,7 @@ def test_status_answers_during_a_long_dry_run():
                 ok(m, "status")
                 ok(m, "where", m.p("many", "d07", "f7"))
                 took = time.monotonic() - t
-                rss.append(_rss_kb(m.proc.pid))
+                rss.append(rss_kib(m.proc.pid))
                 if plan.poll() is not None:
                     break
                 during += 1
@@ -640,11 +640,3 @@ def test_status_answers_during_a_long_dry_run():
         if "ASAN_OPTIONS" not in os.environ:
             check(max(rss) - rss0 < 20 * 1024, "daemon RSS grew by %d KiB "
                   "during the dry run" % (max(rss) - rss0))
-
-
-def _rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0

@@ -26,7 +26,7 @@ import traceback
 
 from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, TestFailure,
                      _active, _active_lock, check, daemon_argv, dfs_bin,
-                     dry_run, eq, is_mounted, kill_pid, notes, read_file,
+                     dfsctl_bin, dry_run, eq, is_mounted, kill_pid, notes, read_file,
                      unmount, wait_for, write_file)
 
 RUN_TIMEOUT = 25.0      # a run starts within ~5 s of being due
@@ -35,11 +35,6 @@ OLD = time.time() - 30 * DAY
 TMP_PREFIX = ".dfs-tmp."
 RUN_LINE = re.compile(r"migration run (?:\d+ )?\(")
 STEPS = ("journal", "copy", "copied", "renamed", "switched", "unlinked")
-
-
-def dfsctl_bin():
-    return os.environ.get("DFSCTL_BIN", os.path.join(
-        os.path.dirname(dfs_bin()), "dfsctl"))
 
 
 def run(argv, timeout=60):

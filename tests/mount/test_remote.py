@@ -17,9 +17,9 @@ import subprocess
 import threading
 import time
 
-from dfstest import (EXIT_TIMEOUT, TestFailure, check, eq, read_file,
-                     renameat2, RENAME_EXCHANGE, RENAME_NOREPLACE, unmount,
-                     wait_for)
+from dfstest import (EXIT_TIMEOUT, TestFailure, check, drop_caches, eq,
+                     read_file, renameat2, RENAME_EXCHANGE, RENAME_NOREPLACE,
+                     unmount, wait_for)
 from sshtier import SshTier
 from test_migrate import (MigMount, Problems, dfsctl_bin, mkfile, policy,
                           run, sha)
@@ -215,11 +215,6 @@ def test_remote_renames_without_rename_flags():
            (b"b", b"a"), "contents after the refused exchange")
 
 
-def drop_caches():
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("2\n")
-
-
 def pins(m):
     return [l.split()[0] for l in m.ctl("pins").splitlines() if l.strip()]
 
@@ -236,8 +231,8 @@ def test_remote_pin_and_inode_survive_renumbering():
         m.ctl("pin", m.p(rel))
         backing = os.stat(m.t(1, rel)).st_ino
         # the kernel forgets the file; sshfs gives it a new number
-        drop_caches()
-        if not wait_for(lambda: (drop_caches() or
+        drop_caches(2)
+        if not wait_for(lambda: (drop_caches(2) or
                                  os.stat(m.t(1, rel)).st_ino != backing),
                         5.0, 0.2):
             m._fail("sshfs kept inode %d across drop_caches: the test "
@@ -301,7 +296,7 @@ def test_remote_hardlink_group_down_and_back():
         pr.eq((m.where("g/h1"), m.where("g/sub/h2")), ("remote", "remote"),
               "the group moved down")
         one_file("on the remote tier", m.remote)
-        drop_caches()
+        drop_caches(2)
         one_file("after drop_caches", m.remote)
         read_file(m.p("g/h1"))
         read_file(m.p("g/h1"))
@@ -376,7 +371,7 @@ def test_remote_listing_costs_no_call_and_has_no_holes():
     with SshMount(policies="", populate=populate) as m:
         m.wait_indexed()
         pr = Problems(m)
-        drop_caches()
+        drop_caches(2)
         before = _tier_calls(m, 1)
         pr.eq(sorted(os.listdir(m.p("d"))), sorted(names),
               "listing of a directory on both tiers")
@@ -387,7 +382,7 @@ def test_remote_listing_costs_no_call_and_has_no_holes():
         # the tier fails (its sshfs gone: every call ENOTCONN)
         m.ssh.sshfs.kill()
         m.ssh.sshfs.wait()
-        drop_caches()
+        drop_caches(2)
         try:
             got = sorted(os.listdir(m.p("d")))
             pr.eq(got, sorted(names), "listing with the remote tier down")
@@ -461,7 +456,7 @@ def test_remote_hung_tier_costs_only_its_files():
         m.ssh.pause()
         try:
             # the kernel forgets d/far: its stat is a lookup on tier 1
-            drop_caches()
+            drop_caches(2)
             t = time.monotonic()
             pending = Bounded(lambda: os.stat(m.p("d", "far")).st_size)
             check(pending.result(TIER_TIMEOUT / 2) is None,

@@ -18,14 +18,9 @@ import sys
 import tempfile
 import time
 
-from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, check, dfs_bin, eq,
-                     errno_of, is_mounted, kill_pid, mounts_under, read_file,
+from dfstest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, Mount, check, dfs_bin,
+                     dfsctl_bin, eq, errno_of, is_mounted, kill_pid, mounts_under, read_file,
                      unmount, wait_for, write_file)
-
-
-def dfsctl_bin():
-    return os.environ.get("DFSCTL_BIN", os.path.join(
-        os.path.dirname(dfs_bin()), "dfsctl"))
 
 
 def run(argv, timeout=30, env=None):
