@@ -246,6 +246,9 @@ index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)
 	return (0);
 }
 
+/* The column a policy's age is measured by: mtime, ctime, access. */
+static const char *const index_age_col[] = { "mtime", "ctime", "atime_seen" };
+
 /*
  * How many files index_candidates would page through, and their bytes:
  * what a run has before it, for its estimate of the time left.
@@ -254,14 +257,13 @@ int
 index_count_candidates(int t, int by, int64_t before, uint64_t *files,
     uint64_t *bytes)
 {
-	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
 	sqlite3_stmt	*q;
 	char		 sql[256];
 	int		 rv;
 
 	snprintf(sql, sizeof sql, "SELECT count(*), total(size) FROM inode "
 	    "WHERE tier = ?1 AND type = %d AND pin = 0 AND %s < ?2", S_IFREG,
-	    col[by]);
+	    index_age_col[by]);
 	pthread_mutex_lock(&index_mtx);
 	if ((q = index_prep(sql)) == NULL) {
 		pthread_mutex_unlock(&index_mtx);
@@ -290,7 +292,6 @@ int
 index_candidates(int t, int by, int64_t before, int64_t *after_val,
     fuse_ino_t *after_id, size_t limit, struct irow **rowsp, size_t *np)
 {
-	static const char *const col[] = { "mtime", "ctime", "atime_seen" };
 	struct irow	*rows = NULL;
 	sqlite3_stmt	*q;
 	char		 sql[512];
@@ -301,8 +302,8 @@ index_candidates(int t, int by, int64_t before, int64_t *after_val,
 	    "size, mtime, partial, pin, moved_at, atime_seen, ctime "
 	    "FROM inode WHERE tier = ?1 AND type = %d AND pin = 0 AND "
 	    "%s < ?2 AND (%s > ?4 OR (%s = ?4 AND id > ?5)) "
-	    "ORDER BY %s, id LIMIT ?3", S_IFREG, col[by], col[by], col[by],
-	    col[by]);
+	    "ORDER BY %s, id LIMIT ?3", S_IFREG, index_age_col[by],
+	    index_age_col[by], index_age_col[by], index_age_col[by]);
 	index_read_refresh();		/* a page: a point to catch up */
 	pthread_mutex_lock(&index_mtx);
 	if ((q = index_prep(sql)) == NULL) {
