@@ -639,6 +639,7 @@ main(int argc, char **argv)
 	if ((rv = migrate_recover()) != 0)
 		dfs_fail(report, "recovery of interrupted migrations: %s",
 		    strerror(-rv));
+	index_boot_mark();
 	if (index_trust_previous())
 		log_info("index %s: whole at the last stop; served at once, "
 		    "while a scan looks for changes made meanwhile",

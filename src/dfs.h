@@ -409,6 +409,8 @@ int	index_open(const char *, char **);
 void	index_close(int);
 int	index_is_scanned(void);
 int	index_trust_previous(void);
+int	index_same_boot(void);
+void	index_boot_mark(void);
 int	index_check_tiers(int, char **);
 
 /* index_ns.c */

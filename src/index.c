@@ -18,10 +18,12 @@
 #include <sys/statvfs.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -127,6 +129,8 @@ pthread_mutex_t		 index_mtx = PTHREAD_MUTEX_INITIALIZER;
 char			*index_file;
 atomic_int		 index_scanned;	/* a full scan has completed */
 static int		 index_trust;	/* clean stop after a full scan */
+static int64_t		 index_boot;	/* this boot of the machine, hashed */
+static int		 index_boot_same;	/* the last run's boot too */
 atomic_long		 index_gen;	/* the current scan generation */
 
 int
@@ -352,6 +356,56 @@ index_meta_set(struct index_conn *c, const char *key, int64_t v)
 }
 
 /*
+ * This boot of the machine, as a number (FNV-1a of the kernel's boot_id):
+ * 0 if unknown.
+ */
+static int64_t
+index_boot_id(void)
+{
+	char		 buf[64];
+	uint64_t	 h = 14695981039346656037ULL;
+	ssize_t		 n;
+	int		 fd, i;
+
+	if ((fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY |
+	    O_CLOEXEC)) == -1)
+		return (0);
+	n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 16)
+		return (0);
+	for (i = 0; i < n && buf[i] != '\n'; i++)
+		h = (h ^ (unsigned char)buf[i]) * 1099511628211ULL;
+	return ((int64_t)(h >> 1) | 1);
+}
+
+/*
+ * Did the run that left the journal run on this boot of the machine?
+ * Then no power loss came in between, and every change the tiers
+ * acknowledged to it is still on them: recovery need not allow for a
+ * rename the disk lost.
+ */
+int
+index_same_boot(void)
+{
+	return (index_boot_same);
+}
+
+/*
+ * Recovery is done: later journal rows are this boot's.  Not before, or a
+ * crash during the recovery after a power loss would hide the loss from
+ * the next one.
+ */
+void
+index_boot_mark(void)
+{
+	pthread_mutex_lock(&index_mtx);
+	if (index_main.db != NULL && index_boot != 0)
+		index_meta_set(&index_main, "boot", index_boot);
+	pthread_mutex_unlock(&index_mtx);
+}
+
+/*
  * Open (or create) the index at path.  Returns 1 if a full scan is needed
  * (new index, or the last run did not shut down cleanly), 0 if not, -1
  * with *cause on error.
@@ -372,6 +426,9 @@ index_open(const char *path, char **cause)
 		return (-1);
 	dirty = index_meta_get(c, "dirty", 1);
 	scanned = index_meta_get(c, "scanned", 0);
+	index_boot = index_boot_id();
+	index_boot_same = index_boot != 0 &&
+	    index_meta_get(c, "boot", 0) == index_boot;
 	atomic_store(&index_gen, index_meta_get(c, "gen", 0));
 	/* Until a clean shutdown clears it, the index may lag the tiers. */
 	if (index_meta_set(c, "dirty", 1) != 0) {

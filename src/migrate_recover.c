@@ -76,12 +76,19 @@ mig_jrow_cmp(const void *a, const void *b)
  *
  * Before the switch the source is the file: a copy renamed into place is
  * taken back out.  After it the copy is the file, whatever clients did
- * to it since (wrote, renamed, removed it: the index, which logs every
- * change, says so), and the source goes if it is still the file that was
- * copied.  One case only undoes a switch: the index still gives the name
- * to the file but the target tier has nothing there, as after a power
- * loss that kept the switch and not the rename; then the source, still
- * intact, is the file again.
+ * to it since (wrote, renamed, removed it), and the source goes if it is
+ * still the file that was copied.
+ *
+ * One case only undoes a switch: a power loss that kept the switch and
+ * lost the rename of the copy into place.  Then the index still gives
+ * the name to the file, the target tier has nothing under it, and the
+ * source, still intact, is the file again.  Without a power loss (the
+ * machine's boot is the one the journal was written in, and the copy is
+ * not back under its temp name) the same picture means a client renamed
+ * or removed the copy and dfs died before the index heard of it: the
+ * copy is the file, under its new name or none, and the source goes.
+ * Undoing the switch then would give the file back its old name beside
+ * the new one.
  */
 int
 migrate_recover(void)
@@ -90,7 +97,8 @@ migrate_recover(void)
 	struct irow	 r;
 	struct stat	 st;
 	size_t		 n = 0, i, k, e;
-	int		 sfd[64], dfd[64], rv = 0, switched, revert, nd;
+	int		 sfd[64], dfd[64], tmp[64], rv = 0, switched, revert, nd;
+	int		 lost;
 
 	if ((rv = index_journal(&rows, &n)) != 0)
 		return (rv);
@@ -105,7 +113,9 @@ migrate_recover(void)
 			j = &rows[i + k];
 			sfd[k] = mig_open_dir(j->parent, j->src);
 			dfd[k] = mig_open_dir(j->parent, j->dst);
-			if (dfd[k] >= 0 && j->tmp[0] != '\0')
+			tmp[k] = dfd[k] >= 0 && j->tmp[0] != '\0' &&
+			    tier_fstatat(j->dst, dfd[k], j->tmp, &st) == 0;
+			if (tmp[k])
 				tier_unlinkat(j->dst, dfd[k], j->tmp, 0);
 		}
 		/*
@@ -118,7 +128,9 @@ migrate_recover(void)
 		if (switched) {
 			for (k = 0; k < (size_t)nd && !revert; k++) {
 				j = &rows[i + k];
-				revert = index_lookup(j->parent, j->name,
+				/* Could the disk have lost the rename? */
+				lost = !index_same_boot() || tmp[k];
+				revert = lost && index_lookup(j->parent, j->name,
 				    &r) == 0 && r.id == j->id &&
 				    r.tier == j->dst && dfd[k] >= 0 &&
 				    tier_fstatat(j->dst, dfd[k], j->name,

@@ -1416,6 +1416,43 @@ def test_switch_on_disk_without_its_rename():
         pr.done()
 
 
+def test_copy_renamed_by_a_client_as_dfs_died():
+    # dfs dies after the switch, while a client's rename of the moved file
+    # has reached the target tier and not yet the index.  The rename may
+    # count as done or not, but the file must be there once: before, the
+    # copy missing under its old name looked like a rename the disk lost,
+    # the source became the file again, and the scan found the copy too.
+    data = os.urandom(5000)
+
+    def populate(m):
+        mkfile(m.t(0, "d", "f"), data, when=OLD)
+        os.makedirs(m.t(0, "e"))
+    m = MigMount(policy("all", to="t1", age="1d"), populate=populate,
+                 env={"DFS_CRASH_AT": "switched"},
+                 migration={"interval": "1s"})
+    with m:
+        if not wait_for(lambda: m.proc.poll() is not None, RUN_TIMEOUT):
+            m._fail("dfs did not crash at switched")
+        check(holders(m, "d/f") == [0, 1], "after the crash: %s" %
+              where(m, "d/f"))
+        # the client's rename, as far as it got: on the tier holding the file
+        os.makedirs(m.t(1, "e"), exist_ok=True)
+        os.rename(m.t(1, "d", "f"), m.t(1, "e", "g"))
+        m.restart_after_crash()
+        rc, out, err = run([dfsctl_bin(), "-s", m.sock, "scan", "--wait"])
+        eq(rc, 0, "scan --wait: %s" % err)
+        pr = Problems(m)
+        names = [r for r in ("d/f", "e/g") if os.path.lexists(m.p(r))]
+        pr.eq(len(names), 1, "names of the file through the mount "
+              "(d/f on %s, e/g on %s)" % (where(m, "d/f"), where(m, "e/g")))
+        for r in names:
+            pr.check(read_file(m.p(r)) == data, "%s: content" % r)
+            pr.eq(len(holders(m, r)), 1, "%s: tiers holding it (%s)" % (
+                r, where(m, r)))
+        pr.eq(temps(m), [], "temp files")
+        pr.done()
+
+
 def test_explain_and_dry_run_agree_with_the_run():
     # a tree with every reason to move or stay; explain, the dry run and
     # the run itself must give each file the same fate
