@@ -70,6 +70,8 @@ int		 index_insert_dentry(struct index_conn *, fuse_ino_t,
 		     const char *, fuse_ino_t);
 int		 index_remove_dentry(struct index_conn *, fuse_ino_t,
 		     const char *);
+fuse_ino_t	 index_find_link(struct index_conn *, int,
+		     const struct stat *);
 int		 index_sync_locked(void);
 void		 index_sync(void);
 int		 index_group_start(void);

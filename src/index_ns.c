@@ -381,6 +381,30 @@ index_redo_set(int op, fuse_ino_t id, fuse_ino_t p1, const char *n1,
 }
 
 /* The backing identity of inode id on tier t, if it is still there. */
+/*
+ * Another name of a hard-linked file the index knows: its inode, or 0.
+ * Made-up inode numbers (a tier without stable ones) may be another
+ * file's: no link is found by them.
+ */
+fuse_ino_t
+index_find_link(struct index_conn *c, int t, const struct stat *st)
+{
+	sqlite3_stmt	*q;
+	fuse_ino_t	 id = 0;
+
+	if (S_ISDIR(st->st_mode) || st->st_nlink < 2 ||
+	    !tier_has(t, TIER_CAP_STABLE_INO))
+		return (0);
+	q = index_q(c, Q_FIND_LINK);
+	sqlite3_bind_int(q, 1, t);
+	sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
+	sqlite3_bind_int64(q, 3, (int64_t)st->st_ino);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return (id);
+}
+
 static int
 index_ident(struct index_conn *c, fuse_ino_t id, int t, const struct stat *st)
 {
@@ -446,17 +470,8 @@ index_add(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 			goto end;
 	}
 	sqlite3_reset(q);
-	/* Made-up inode numbers may be another file's: no link by them. */
-	if (*id == 0 && !S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
-	    tier_has(t, TIER_CAP_STABLE_INO)) {
-		q = index_q(c, Q_FIND_LINK);
-		sqlite3_bind_int(q, 1, t);
-		sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
-		sqlite3_bind_int64(q, 3, (int64_t)st->st_ino);
-		if (sqlite3_step(q) == SQLITE_ROW)
-			*id = sqlite3_column_int64(q, 0);
-		sqlite3_reset(q);
-	}
+	if (*id == 0)
+		*id = index_find_link(c, t, st);
 	if (*id == 0)
 		rv = index_insert_inode(c, t, tiers, partial, st, id);
 	if (rv == 0)

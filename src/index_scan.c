@@ -187,17 +187,7 @@ mark_name:
 	} else {
 		if (found && (rv = index_remove_dentry(c, parent, name)) != 0)
 			return (rv);
-		*id = 0;
-		if (!S_ISDIR(st->st_mode) && st->st_nlink > 1 &&
-		    tier_has(t, TIER_CAP_STABLE_INO)) {
-			q = index_q(c, Q_FIND_LINK);
-			sqlite3_bind_int(q, 1, t);
-			sqlite3_bind_int64(q, 2, (int64_t)st->st_dev);
-			sqlite3_bind_int64(q, 3, (int64_t)st->st_ino);
-			if (sqlite3_step(q) == SQLITE_ROW)
-				*id = sqlite3_column_int64(q, 0);
-			sqlite3_reset(q);
-		}
+		*id = index_find_link(c, t, st);
 		rv = 0;
 		if (*id == 0)
 			rv = index_insert_inode(c, t, tiers, 0, st, id);

@@ -278,6 +278,30 @@ resolve_stat(struct node *n, struct stat *st)
 	return (0);
 }
 
+/*
+ * Enter a probed name in the node table (a directory's attributes are
+ * its fastest tier's) and fill the entry a lookup replies with.
+ */
+static int
+resolve_enter(struct node *parent, const char *name, struct probe *p,
+    struct fuse_entry_param *e, struct node **out)
+{
+	struct node	*n;
+	int		 rv;
+
+	if ((n = node_enter(parent, name, p)) == NULL)
+		return (-ENOMEM);
+	if (n->is_dir && (rv = resolve_stat(n, &p->st)) != 0) {
+		node_forget(n->id, 1);
+		return (rv);
+	}
+	p->st.st_ino = n->id;
+	resolve_entry_fill(n, &p->st, e);
+	if (out != NULL)
+		*out = n;
+	return (0);
+}
+
 int
 resolve_lookup(struct node *parent, const char *name,
     struct fuse_entry_param *e, struct node **out)
@@ -294,21 +318,15 @@ resolve_lookup(struct node *parent, const char *name,
 			node_forget(n->id, 1);
 			return (rv);
 		}
-	} else {
-		if ((rv = resolve_probe(parent, name, &p)) != 0)
-			return (rv);
-		if ((n = node_enter(parent, name, &p)) == NULL)
-			return (-ENOMEM);
-		if (n->is_dir && (rv = resolve_stat(n, &p.st)) != 0) {
-			node_forget(n->id, 1);
-			return (rv);
-		}
+		p.st.st_ino = n->id;
+		resolve_entry_fill(n, &p.st, e);
+		if (out != NULL)
+			*out = n;
+		return (0);
 	}
-	p.st.st_ino = n->id;
-	resolve_entry_fill(n, &p.st, e);
-	if (out != NULL)
-		*out = n;
-	return (0);
+	if ((rv = resolve_probe(parent, name, &p)) != 0)
+		return (rv);
+	return (resolve_enter(parent, name, &p, e, out));
 }
 
 static int
@@ -397,7 +415,6 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 {
 	struct probe	 p;
 	struct irow	 r;
-	struct node	*n;
 	int		 fd, rv;
 
 	fd = node_dirfd(parent, t);
@@ -433,15 +450,7 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 			return (rv);
 	} else
 		return (rv);
-	if ((n = node_enter(parent, name, &p)) == NULL)
-		return (-ENOMEM);
-	if (n->is_dir && (rv = resolve_stat(n, &p.st)) != 0) {
-		node_forget(n->id, 1);
-		return (rv);
-	}
-	p.st.st_ino = n->id;
-	resolve_entry_fill(n, &p.st, e);
-	return (0);
+	return (resolve_enter(parent, name, &p, e, NULL));
 }
 
 /* The entry a lookup or create of n replies with. */
