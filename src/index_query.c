@@ -632,30 +632,30 @@ index_reader(sqlite3 **db)
 int
 index_tier_usage(int n, uint64_t *files, uint64_t *bytes)
 {
-	sqlite3		*db;
-	sqlite3_stmt	*q = NULL;
-	int		 t, rv;
+	struct index_conn	*c;
+	sqlite3_stmt		*q;
+	int			 t, rv = 0;
 
-	if ((rv = index_reader(&db)) != 0)
+	c = index_rlock();
+	if (c->db == NULL || sqlite3_prepare_v2(c->db, "SELECT tier, files, "
+	    "bytes FROM usage WHERE tier < ?1", -1, &q, NULL) != SQLITE_OK) {
+		rv = c->db == NULL ? -ENXIO : index_err(c->db, "tier usage");
+		index_runlock(c);
 		return (rv);
-	if (sqlite3_prepare_v2(db, "SELECT count(*), sum(size) FROM inode "
-	    "WHERE tier = ? AND type = 32768", -1, &q, NULL) != SQLITE_OK) {
-		rv = index_err(db, "tier usage");
-		goto out;
 	}
-	for (t = 0; t < n; t++) {
-		sqlite3_reset(q);
-		sqlite3_bind_int(q, 1, t);
-		if (sqlite3_step(q) != SQLITE_ROW) {
-			rv = index_err(db, "tier usage");
-			break;
+	for (t = 0; t < n; t++)
+		files[t] = bytes[t] = 0;
+	sqlite3_bind_int(q, 1, n);
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		t = sqlite3_column_int(q, 0);
+		if (t >= 0 && t < n) {
+			files[t] = (uint64_t)sqlite3_column_int64(q, 1);
+			bytes[t] = (uint64_t)sqlite3_column_int64(q, 2);
 		}
-		files[t] = sqlite3_column_int64(q, 0);
-		bytes[t] = sqlite3_column_int64(q, 1);
 	}
-out:
+	rv = rv == SQLITE_DONE ? 0 : index_err(c->db, "tier usage");
 	sqlite3_finalize(q);
-	sqlite3_close(db);
+	index_runlock(c);
 	return (rv);
 }
 

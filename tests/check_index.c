@@ -161,6 +161,46 @@ START_TEST(test_fresh)
 }
 END_TEST
 
+/* Files and bytes the index counts on tiers 0 and 1. */
+static void
+assert_usage(uint64_t f0, uint64_t b0, uint64_t f1, uint64_t b1)
+{
+	uint64_t	files[2], bytes[2];
+
+	ck_assert_int_eq(index_tier_usage(2, files, bytes), 0);
+	ck_assert_uint_eq(files[0], f0);
+	ck_assert_uint_eq(bytes[0], b0);
+	ck_assert_uint_eq(files[1], f1);
+	ck_assert_uint_eq(bytes[1], b1);
+}
+
+/* The per-tier counts follow every change to a file's row. */
+START_TEST(test_usage)
+{
+	struct stat	st;
+	fuse_ino_t	d, f, g;
+
+	open_index(1);
+	assert_usage(0, 0, 0, 0);
+	d = add(FUSE_ROOT_ID, "d", S_IFDIR, 100, 0);
+	f = add(d, "f", S_IFREG, 101, 1000);
+	g = add(d, "g", S_IFREG, 102, 20);
+	assert_usage(2, 1020, 0, 0);		/* directories do not count */
+	ck_assert_int_eq(index_set_stat(f, mkst(&st, S_IFREG, 101, 3000)), 0);
+	assert_usage(2, 3020, 0, 0);
+	ck_assert_int_eq(index_switch(f, 1, 2050, 555), 0);
+	assert_usage(1, 20, 1, 3000);
+	ck_assert_int_eq(index_unlink(d, "g"), 0);
+	assert_usage(0, 0, 1, 3000);
+	index_close(1);
+	/* Kept in the file: the same after a reopen. */
+	open_index(1);
+	assert_usage(0, 0, 1, 3000);
+	index_close(1);
+	(void)g;
+}
+END_TEST
+
 START_TEST(test_add_and_find)
 {
 	struct irow	 r;
@@ -426,6 +466,8 @@ START_TEST(test_upgrade)
 	ck_assert_int_eq(r.size, 4096);
 	ck_assert_int_eq(r.pin, 1);
 	assert_path(9, "/dir/file");
+	/* Counted once on the way up: the one file, on tier 1. */
+	assert_usage(0, 0, 1, 4096);
 	/* The journal table is new. */
 	ck_assert_int_eq(index_journal(&v, &n), 0);
 	ck_assert_uint_eq(n, 0);
@@ -520,6 +562,7 @@ index_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_fresh);
 	tcase_add_test(tc, test_add_and_find);
+	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_rename_and_remove);
 	tcase_add_test(tc, test_links);
 	tcase_add_test(tc, test_journal);
