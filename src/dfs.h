@@ -289,12 +289,20 @@ struct dirent_m {
 	int		 tier;
 	ino_t		 ino;		/* backing inode, for ordering only */
 	fuse_ino_t	 id;		/* from the index; 0 unknown */
+	/* From the index: the rest of its row, for index_list_row. */
+	uint64_t	 rdev;
+	uint64_t	 rino;
+	unsigned	 rtiers;
+	int		 rpartial;
 };
 
 struct dirlist {
 	struct dirent_m	*ents;
 	size_t		 n;
 	int		 strays;	/* remove dfs's temp files found (scan) */
+	int		 rows;		/* from the index, as of: */
+	uint64_t	 changes;	/* the index's count of changes */
+	long		 gen;		/* and its scan generation */
 };
 
 /* An open file or directory. */
@@ -454,6 +462,7 @@ void	index_read_end(void);
 int	index_name(fuse_ino_t, fuse_ino_t *, char *, size_t);
 unsigned index_nlink(fuse_ino_t);
 int	index_list(fuse_ino_t, struct dirlist *);
+int	index_list_row(const struct dirlist *, size_t, struct irow *);
 int	index_count_candidates(int, int, int64_t, uint64_t *, uint64_t *);
 int	index_candidates(int, int, int64_t, int64_t *, fuse_ino_t *, size_t,
 	    struct irow **, size_t *);
@@ -567,7 +576,7 @@ void	resolve_entry_fill(struct node *, const struct stat *,
 	    struct fuse_entry_param *);
 int	resolve_dir_tiers(struct node *, const char *, int *);
 int	resolve_lookup_at(struct node *, const char *, int, int,
-	    struct fuse_entry_param *);
+	    const struct irow *, struct fuse_entry_param *);
 int	resolve_path_fd(struct node *, int *);
 struct node *resolve_node(fuse_ino_t, int);
 

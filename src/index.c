@@ -67,7 +67,8 @@ static const char *index_sql[Q_LAST] = {
 	    "tiers = tiers | (1 << ?2) WHERE id = ?1",
 	[Q_SET_STAT] = "UPDATE inode SET size = ?2, mtime = ?3, ctime = ?4, "
 	    "nlink = ?5 WHERE id = ?1",
-	[Q_LIST] = "SELECT d.name, i.type, i.tier, d.inode FROM dentry d "
+	[Q_LIST] = "SELECT d.name, i.type, i.tier, d.inode, i.dev, i.ino, "
+	    "i.tiers, i.partial FROM dentry d "
 	    "JOIN inode i ON i.id = d.inode WHERE d.parent = ?1",
 	[Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[Q_META_SET] = "INSERT OR REPLACE INTO meta (key, value) "

@@ -143,15 +143,56 @@ index_list(fuse_ino_t parent, struct dirlist *l)
 		l->ents[l->n].tier = sqlite3_column_int(q, 2);
 		l->ents[l->n].ino = 0;
 		l->ents[l->n].id = sqlite3_column_int64(q, 3);
+		l->ents[l->n].rdev = sqlite3_column_int64(q, 4);
+		l->ents[l->n].rino = sqlite3_column_int64(q, 5);
+		l->ents[l->n].rtiers = sqlite3_column_int(q, 6);
+		l->ents[l->n].rpartial = sqlite3_column_int(q, 7);
 		l->n++;
 	}
 	sqlite3_reset(q);
+	/* What the rows are as of, for index_list_row. */
+	l->rows = !index_scanning;
+	l->changes = (uint64_t)sqlite3_total_changes64(index_main.db);
+	l->gen = atomic_load(&index_gen);
 	pthread_mutex_unlock(&index_mtx);
 	if (rv != SQLITE_DONE) {
 		dirlist_free(l);
 		return (rv == SQLITE_NOMEM ? -ENOMEM : -EIO);
 	}
 	return (0);
+}
+
+/*
+ * The row of entry i of a listing index_list made, if no row of the index
+ * can have changed since: no write on the shared connection (its count of
+ * changes is the same), and no scan (the only other writer) running or
+ * run.  A listing's readdirplus then needs no query per name; after any
+ * change it asks the index again, as a lookup would.  1, or 0.
+ */
+int
+index_list_row(const struct dirlist *l, size_t i, struct irow *r)
+{
+	const struct dirent_m	*e = &l->ents[i];
+	int			 fresh;
+
+	if (!l->rows || i >= l->n)
+		return (0);
+	pthread_mutex_lock(&index_mtx);
+	fresh = !index_scanning && index_main.db != NULL &&
+	    (uint64_t)sqlite3_total_changes64(index_main.db) == l->changes &&
+	    atomic_load(&index_gen) == l->gen;
+	pthread_mutex_unlock(&index_mtx);
+	if (!fresh)
+		return (0);
+	memset(r, 0, sizeof *r);
+	r->id = e->id;
+	r->type = (unsigned)e->type << 12;
+	r->tier = e->tier;
+	r->tiers = e->rtiers;
+	r->dev = e->rdev;
+	r->ino = e->rino;
+	r->partial = e->rpartial;
+	return (1);
 }
 
 /* The next component of a path at *pp, its length in *len; NULL at end. */

@@ -244,7 +244,7 @@ ns_make(struct node *parent, const char *name, mode_t mode, dev_t rdev,
 	if (target != NULL)
 		mode = S_IFLNK | 0777;
 	if ((rv = ns_own(t, pfd, name, -1, mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, t, 1, e)) != 0) {
+	    (rv = resolve_lookup_at(parent, name, t, 1, NULL, e)) != 0) {
 		tier_unlinkat(t, pfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 		return (rv);
 	}
@@ -274,7 +274,7 @@ ns_create(struct node *parent, const char *name, mode_t mode, int flags,
 	if (fd < 0)
 		return (fd);
 	if ((rv = ns_own(t, pfd, name, fd, S_IFREG | mode, ctx)) != 0 ||
-	    (rv = resolve_lookup_at(parent, name, t, 1, e)) != 0) {
+	    (rv = resolve_lookup_at(parent, name, t, 1, NULL, e)) != 0) {
 		close(fd);
 		tier_unlinkat(t, pfd, name, 0);
 		return (rv);

@@ -84,11 +84,12 @@ op_readdir_common(fuse_req_t req, size_t size, off_t off,
 	struct handle		*h = (struct handle *)(uintptr_t)fi->fh;
 	struct fuse_entry_param	 e;
 	struct dirent_m		*ent;
+	struct irow		 r;
 	struct stat		 st;
 	char			*buf, *p;
 	size_t			 rem = size, len;
 	off_t			 k;
-	int			 rv;
+	int			 rv, known;
 
 	if (off == 0 || !h->listed) {
 		dirlist_free(&h->list);
@@ -133,9 +134,10 @@ op_readdir_common(fuse_req_t req, size_t size, off_t off,
 			 * the same: a listing with a hole would tell a
 			 * backup or rsync --delete it was gone.
 			 */
+			known = index_list_row(&h->list, (size_t)(k - 2), &r);
 			rv = tier_remote(ent->tier) ? -EREMOTE :
 			    resolve_lookup_at(h->node, ent->name, ent->tier,
-			    0, &e);
+			    0, known ? &r : NULL, &e);
 			if (rv == -ENOENT)
 				continue;	/* gone since the listing */
 			if (rv != 0) {

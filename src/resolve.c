@@ -198,7 +198,7 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 long
 resolve_subdirs(struct node *dir)
 {
-	struct dirlist	 l = { NULL, 0, 0 };
+	struct dirlist	 l = { .ents = NULL };
 	struct stat	 st;
 	long		 n = 0;
 	size_t		 i;
@@ -349,6 +349,7 @@ resolve_list(struct node *dir, struct dirlist *l)
 
 	/* Once the index is whole, a listing costs no backing call. */
 	l->strays = 0;
+	l->rows = 0;
 	if (resolve_complete(dir))
 		return (index_list(dir->id, l));
 	l->ents = NULL;
@@ -408,10 +409,12 @@ resolve_dir_tiers(struct node *parent, const char *name, int *fds)
 /*
  * Lookup of a name whose tier is known (a listing, or dfs just made it
  * there): one backing call, and the index gives or learns its inode.
+ * known, if not NULL, is the name's row as the index has it now (a
+ * listing's, index_list_row), which saves asking again.
  */
 int
 resolve_lookup_at(struct node *parent, const char *name, int t, int made,
-    struct fuse_entry_param *e)
+    const struct irow *known, struct fuse_entry_param *e)
 {
 	struct probe	 p;
 	struct irow	 r;
@@ -432,7 +435,11 @@ resolve_lookup_at(struct node *parent, const char *name, int t, int made,
 	p.tiers = S_ISDIR(p.st.st_mode) ? 1u << t : 0;
 	/* A directory dfs just made is empty: the index has all of it. */
 	p.partial = !made;
-	rv = index_lookup(parent->id, name, &r);
+	if (known != NULL) {
+		r = *known;
+		rv = 0;
+	} else
+		rv = index_lookup(parent->id, name, &r);
 	if (rv == 0 && r.tier == t && resolve_matches(&r, &p.st)) {
 		resolve_renumbered(&r, &p.st);
 		p.id = r.id;

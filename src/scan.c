@@ -64,7 +64,7 @@ scan_cmp(const void *a, const void *b)
 static int
 scan_dir(fuse_ino_t id, const int *fds)
 {
-	struct dirlist	 l = { NULL, 0, 1 };
+	struct dirlist	 l = { .strays = 1 };
 	struct stat	 st;
 	struct dirent_m	*e;
 	fuse_ino_t	 cid;

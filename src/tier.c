@@ -902,6 +902,7 @@ dirlist_free(struct dirlist *l)
 	free(l->ents);
 	l->ents = NULL;
 	l->n = 0;
+	l->rows = 0;
 }
 
 /* Append the entries of one directory of tier t to l (dot entries left out). */
@@ -968,7 +969,7 @@ tier_list(int t, int dirfd, struct dirlist *l)
 int
 tier_dir_empty(int t, int dirfd)
 {
-	struct dirlist	l = { NULL, 0, 0 };
+	struct dirlist	l = { .ents = NULL };
 	int		rv;
 
 	if ((rv = tier_list(t, dirfd, &l)) != 0)
