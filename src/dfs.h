@@ -155,7 +155,8 @@ struct node {
 	int		 fds[DFS_MAX_TIERS];	/* directories only */
 	int		*retired;	/* replaced handles, closed at free */
 	size_t		 nretired;
-	long		 subdirs;	/* cached count of subdirectories, -1 unknown */
+	atomic_long	 subdirs;	/* cached count of subdirectories, -1 unknown */
+	atomic_uint	 subdirs_gen;	/* bumped by each change of the count */
 	struct timespec	 cache_mtime;	/* content seen at last open/release */
 	off_t		 cache_size;
 	int		 writers;	/* open handles with write access */
@@ -556,6 +557,8 @@ void	node_alias_move(struct node *, const char *, struct node *,
 	    const char *);
 void	node_dir_created(struct node *, int, int);
 void	node_subdirs_changed(struct node *);
+int	node_tier(struct node *);
+void	node_where(struct node *, int *, dev_t *, ino_t *);
 int	node_tiers_known(struct node *);
 int	node_dirfd_recheck(struct node *, int);
 void	node_rename_begin(void);

@@ -47,7 +47,7 @@ node_alloc(int is_dir)
 	if ((n = calloc(1, sizeof *n)) == NULL)
 		return (NULL);
 	n->is_dir = is_dir;
-	n->subdirs = -1;
+	atomic_init(&n->subdirs, -1);
 	for (t = 0; t < DFS_MAX_TIERS; t++)
 		n->fds[t] = DIRFD_ABSENT;
 	return (n);
@@ -472,12 +472,15 @@ node_dir_created(struct node *dir, int t, int fd)
 	pthread_mutex_unlock(&node_mtx);
 }
 
+/*
+ * The count of subdirectories is stale.  The generation goes first: a
+ * count being taken meanwhile sees it moved and is not kept.
+ */
 void
 node_subdirs_changed(struct node *dir)
 {
-	pthread_mutex_lock(&node_mtx);
-	dir->subdirs = -1;
-	pthread_mutex_unlock(&node_mtx);
+	atomic_fetch_add(&dir->subdirs_gen, 1);
+	atomic_store(&dir->subdirs, -1);
 }
 
 /*
@@ -891,6 +894,29 @@ node_move_try_begin(struct node *n)
 		return (1);
 	node_move_end(n, -1, 0, 0);
 	return (0);
+}
+
+/* n's tier (a directory's: the fastest holding it), read under the lock. */
+int
+node_tier(struct node *n)
+{
+	int	t;
+
+	pthread_mutex_lock(&node_mtx);
+	t = n->tier;
+	pthread_mutex_unlock(&node_mtx);
+	return (t);
+}
+
+/* Where n lives: its tier and its identity there, as one switch left them. */
+void
+node_where(struct node *n, int *t, dev_t *dev, ino_t *ino)
+{
+	pthread_mutex_lock(&node_mtx);
+	*t = n->tier;
+	*dev = n->dev;
+	*ino = n->ino;
+	pthread_mutex_unlock(&node_mtx);
 }
 
 /* The switch is done (t >= 0: n now lives on tier t); let operations in. */

@@ -54,7 +54,7 @@ ns_ensure_dir(struct node *dir, int t)
 	struct stat	 st, pst;
 	struct node	*parent;
 	char		 name[NAME_MAX + 1];
-	int		 fd, pfd, afd, rv, restore;
+	int		 fd, pfd, afd, at, rv, restore;
 
 	if ((fd = node_dirfd(dir, t)) >= 0)
 		return (fd);
@@ -64,13 +64,16 @@ ns_ensure_dir(struct node *dir, int t)
 		rv = pfd;
 		goto out;
 	}
-	afd = node_dirfd(dir, dir->tier);
-	if (afd < 0 || (rv = tier_fstatat(dir->tier, afd, "", &st)) != 0) {
+	/* A directory's attribute tier moves up as copies appear. */
+	at = node_tier(dir);
+	afd = node_dirfd(dir, at);
+	if (afd < 0 || (rv = tier_fstatat(at, afd, "", &st)) != 0) {
 		rv = afd < 0 ? afd : rv;
 		goto out;
 	}
 	/* Making it must not look like a change to the parent. */
-	restore = parent->tier == t && tier_fstatat(t, pfd, "", &pst) == 0;
+	restore = node_tier(parent) == t && tier_fstatat(t, pfd, "", &pst) ==
+	    0;
 	rv = tier_mkdirat(t, pfd, name, st.st_mode & 07777);
 	if (rv != 0 && rv != -EEXIST)
 		goto out;

@@ -156,8 +156,9 @@ policy_match(const struct dfs_config *c, const char *path,
 		if (i == 0)
 			snprintf(first, sizeof first, "%s", why);
 	}
-	snprintf(why, len, "no policy matches (%s: %s)", c->policies[0].name,
-	    first);
+	/* Names are at most 32 bytes; the reason is cut to fit. */
+	snprintf(why, len, "no policy matches (%.32s: %.200s)",
+	    c->policies[0].name, first);
 	return (-1);
 }
 

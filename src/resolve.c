@@ -127,12 +127,16 @@ resolve_probe(struct node *parent, const char *name, struct probe *p)
 	if ((rv = resolve_name_ok(name)) != 0)
 		return (rv);
 	if ((n = node_find(parent, name)) != NULL) {
-		t = n->tier;
+		dev_t	dev;
+		ino_t	ino;
+
+		/* One of the tier and identity a switch sets, not a mix. */
+		node_where(n, &t, &dev, &ino);
 		fd = node_dirfd(parent, t);
 		rv = fd < 0 ? fd : tier_fstatat(t, fd, name, &p->st);
 		if (rv == 0 && (n->is_dir ? S_ISDIR(p->st.st_mode) :
 		    (n->fmt == (p->st.st_mode & S_IFMT) &&
-		    tier_same_file(t, &p->st, n->dev, n->ino)))) {
+		    tier_same_file(t, &p->st, dev, ino)))) {
 			p->tier = t;
 			p->id = n->id;
 			p->tiers = 0;
@@ -200,12 +204,13 @@ resolve_subdirs(struct node *dir)
 {
 	struct dirlist	 l = { .ents = NULL };
 	struct stat	 st;
-	long		 n = 0;
+	long		 n = 0, cached;
 	size_t		 i;
+	unsigned	 gen = atomic_load(&dir->subdirs_gen);
 	int		 fd;
 
-	if (dir->subdirs >= 0)
-		return (dir->subdirs);
+	if ((cached = atomic_load(&dir->subdirs)) >= 0)
+		return (cached);
 	if (resolve_list(dir, &l) != 0)
 		return (-1);
 	for (i = 0; i < l.n; i++) {
@@ -218,7 +223,11 @@ resolve_subdirs(struct node *dir)
 			n++;
 	}
 	dirlist_free(&l);
-	dir->subdirs = n;
+	/* Kept unless the count changed while it was taken. */
+	cached = -1;
+	if (atomic_compare_exchange_strong(&dir->subdirs, &cached, n) &&
+	    atomic_load(&dir->subdirs_gen) != gen)
+		atomic_store(&dir->subdirs, -1);
 	return (n);
 }
 
