@@ -265,8 +265,10 @@ dfs_fail(int report, const char *fmt, ...)
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	ctl_stop();
-	if (dfs_up >= DFS_UP_MOUNT && dfs_up_se != NULL)
+	if (dfs_up >= DFS_UP_MOUNT && dfs_up_se != NULL) {
+		node_set_session(NULL);
 		fuse_session_unmount(dfs_up_se);
+	}
 	if (dfs_up >= DFS_UP_WORKER)
 		migrate_shutdown();
 	if (dfs_up >= DFS_UP_SCAN)
@@ -680,7 +682,7 @@ main(int argc, char **argv)
 	dfs_up = DFS_UP_MOUNT;
 	log_info("mounted %s with %d tiers, index %s", mnt, dfs.ntiers,
 	    dfs.index_path);
-	dfs.se = se;
+	node_set_session(se);
 	if ((rv = scan_start()) != 0)
 		dfs_fail(report, "scan: %s", strerror(-rv));
 	dfs_up = DFS_UP_SCAN;
@@ -719,6 +721,7 @@ main(int argc, char **argv)
 	}
 	dfs_notify("STOPPING=1");
 	ctl_stop();
+	node_set_session(NULL);
 	fuse_session_unmount(se);
 	migrate_shutdown();
 	scan_shutdown();

@@ -115,7 +115,6 @@ struct dfs {
 	int		 ntiers;
 	char		*mountpoint;
 	char		*index_path;
-	struct fuse_session *se;
 	double		 attr_timeout;
 	double		 entry_timeout;
 	int		 debug;
@@ -162,7 +161,7 @@ struct node {
 	int		 writers;	/* open handles with write access */
 	atomic_uint	 wgen;		/* bumped when a write handle closes and
 					   after a truncate: content may differ */
-	int		 partial;	/* dir: the index may lack entries */
+	atomic_int	 partial;	/* dir: the index may lack entries */
 	int		 tiers_known;	/* dir: fds[] UNKNOWN means present */
 	int		 no_seccap;	/* file: has no security.capability */
 	atomic_int	 busy;		/* ops reaching the file by name */
@@ -559,6 +558,8 @@ void	node_dir_created(struct node *, int, int);
 void	node_subdirs_changed(struct node *);
 int	node_tier(struct node *);
 void	node_where(struct node *, int *, dev_t *, ino_t *);
+void	node_set_session(struct fuse_session *);
+void	node_inval(fuse_ino_t, off_t, off_t);
 int	node_tiers_known(struct node *);
 int	node_dirfd_recheck(struct node *, int);
 void	node_rename_begin(void);

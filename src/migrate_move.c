@@ -572,8 +572,7 @@ mig_switched(struct mig_pend *p, const struct stat *cst)
 	close(p->in);
 	close(p->out);
 	p->in = p->out = -1;
-	if (dfs.se != NULL)
-		fuse_lowlevel_notify_inval_inode(dfs.se, p->n->id, -1, 0);
+	node_inval(p->n->id, -1, 0);
 }
 
 /*

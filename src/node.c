@@ -831,8 +831,34 @@ node_scanned(void)
 void
 node_listing_changed(fuse_ino_t id)
 {
-	if (dfs.se != NULL)
-		fuse_lowlevel_notify_inval_inode(dfs.se, id, 0, 0);
+	node_inval(id, 0, 0);
+}
+
+/*
+ * The session the kernel's caches are told of changes through.  Threads
+ * that tell (the scan, the worker) may do so until the unmount; the fd is
+ * closed by the unmount, and a number reused by then would take the
+ * message into another file: the unmount takes the session away first.
+ */
+static pthread_rwlock_t		 node_se_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct fuse_session	*node_se;
+
+void
+node_set_session(struct fuse_session *se)
+{
+	pthread_rwlock_wrlock(&node_se_lock);
+	node_se = se;
+	pthread_rwlock_unlock(&node_se_lock);
+}
+
+/* The kernel drops what it caches of inode id (off, len as libfuse's). */
+void
+node_inval(fuse_ino_t id, off_t off, off_t len)
+{
+	pthread_rwlock_rdlock(&node_se_lock);
+	if (node_se != NULL)
+		fuse_lowlevel_notify_inval_inode(node_se, id, off, len);
+	pthread_rwlock_unlock(&node_se_lock);
 }
 
 /*
