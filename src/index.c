@@ -257,8 +257,11 @@ index_conn_close(struct index_conn *c)
 
 	if (c->db == NULL)
 		return;
-	for (i = 0; i < Q_LAST; i++)
+	/* The struct is opened again (the scan's, each scan): no stale ones. */
+	for (i = 0; i < Q_LAST; i++) {
 		sqlite3_finalize(c->q[i]);
+		c->q[i] = NULL;
+	}
 	sqlite3_close(c->db);
 	c->db = NULL;
 }
