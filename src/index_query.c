@@ -287,6 +287,8 @@ index_fetch(sqlite3_stmt *q, struct irow **rowsp, size_t *np)
 	return (0);
 }
 
+static int	index_reader(sqlite3 **);
+
 /* The column a policy's age is measured by: mtime, ctime, access. */
 static const char *const index_age_col[] = { "mtime", "ctime", "atime_seen" };
 
@@ -298,6 +300,7 @@ int
 index_count_candidates(int t, int by, int64_t before, uint64_t *files,
     uint64_t *bytes)
 {
+	sqlite3		*db;
 	sqlite3_stmt	*q;
 	char		 sql[256];
 	int		 rv;
@@ -305,10 +308,13 @@ index_count_candidates(int t, int by, int64_t before, uint64_t *files,
 	snprintf(sql, sizeof sql, "SELECT count(*), total(size) FROM inode "
 	    "WHERE tier = ?1 AND type = %d AND pin = 0 AND %s < ?2", S_IFREG,
 	    index_age_col[by]);
-	pthread_mutex_lock(&index_mtx);
-	if ((q = index_prep(sql)) == NULL) {
-		pthread_mutex_unlock(&index_mtx);
-		return (-EIO);
+	/* A pass over millions of rows: beside clients, not holding them. */
+	if ((rv = index_reader(&db)) != 0)
+		return (rv);
+	if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+		rv = index_err(db, "count candidates");
+		sqlite3_close(db);
+		return (rv);
 	}
 	sqlite3_bind_int(q, 1, t);
 	sqlite3_bind_int64(q, 2, before);
@@ -317,9 +323,9 @@ index_count_candidates(int t, int by, int64_t before, uint64_t *files,
 		*bytes = (uint64_t)sqlite3_column_double(q, 1);
 		rv = 0;
 	} else
-		rv = index_err(index_main.db, "count candidates");
+		rv = index_err(db, "count candidates");
 	sqlite3_finalize(q);
-	pthread_mutex_unlock(&index_mtx);
+	sqlite3_close(db);
 	return (rv);
 }
 
