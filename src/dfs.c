@@ -484,8 +484,8 @@ main(int argc, char **argv)
 	int			 ch, foreground = 0, check = 0, report = -1;
 	int			 rv, i, nfd;
 
-	dfs.attr_timeout = 1.0;
-	dfs.entry_timeout = 1.0;
+	dfs.attr_timeout = 60.0;
+	dfs.entry_timeout = 60.0;
 	if (dfs_add_opt(&fuse_opts, "default_permissions,fsname=dfs,"
 	    "subtype=dfs") != 0)
 		fatalx("out of memory");

@@ -19,6 +19,8 @@
 #include <fuse_lowlevel.h>
 
 #define DFS_MAX_TIERS	16
+/* Seconds the kernel may remember that a name does not exist. */
+#define DFS_NEGATIVE_TIMEOUT	1.0
 
 /*
  * Free space a tier keeps for new files unless its config says otherwise:
@@ -448,10 +450,18 @@ int	index_journal(struct jrow **, size_t *);
 /* index_scan.c */
 int	index_scan_begin(unsigned, char **);
 int	index_scan_tier(fuse_ino_t, const char *);
+/* What index_scan_entry found of a name, against the index's row. */
+enum index_seen {
+	INDEX_SEEN_SAME,	/* as the row says */
+	INDEX_SEEN_CHANGED,	/* the same file, changed (size, times, ...) */
+	INDEX_SEEN_FIRST,	/* into an empty index: no row looked for */
+	INDEX_SEEN_NEW,		/* no row */
+	INDEX_SEEN_REPLACED	/* another file under the name */
+};
 int	index_scan_entry(fuse_ino_t, const char *, int, unsigned,
-	    const struct stat *, fuse_ino_t *);
+	    const struct stat *, fuse_ino_t *, enum index_seen *);
 int	index_scan_conflict(fuse_ino_t, const char *, int);
-int	index_scan_end(int);
+int	index_scan_end(int, void (*)(fuse_ino_t, const char *));
 
 /* index_query.c */
 int	index_lookup(fuse_ino_t, const char *, struct irow *);
@@ -560,6 +570,7 @@ int	node_tier(struct node *);
 void	node_where(struct node *, int *, dev_t *, ino_t *);
 void	node_set_session(struct fuse_session *);
 void	node_inval(fuse_ino_t, off_t, off_t);
+void	node_inval_entry(fuse_ino_t, const char *);
 int	node_tiers_known(struct node *);
 int	node_dirfd_recheck(struct node *, int);
 void	node_rename_begin(void);

@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <sqlite3.h>
 
@@ -19,6 +21,8 @@ int			index_scanning;	/* under index_mtx */
  * has yet to reach an inode, which the scan must keep, not replace.
  */
 atomic_int		index_scan_fresh;
+/* The index was empty when this scan began (fresh may end before it). */
+static int		index_scan_first;
 
 static struct index_conn	index_scan_c;
 static unsigned			index_scan_batch_n;
@@ -58,8 +62,9 @@ index_scan_begin(unsigned all_tiers, char **cause)
 		index_wunlock();
 		goto fail;
 	}
-	atomic_store(&index_scan_fresh, sqlite3_step(q) == SQLITE_ROW &&
-	    sqlite3_column_int64(q, 0) == 0);
+	index_scan_first = sqlite3_step(q) == SQLITE_ROW &&
+	    sqlite3_column_int64(q, 0) == 0;
+	atomic_store(&index_scan_fresh, index_scan_first);
 	sqlite3_finalize(q);
 	index_scan_batch_n = 0;
 	index_scan_since = index_mono_ns();
@@ -125,7 +130,7 @@ index_scan_tier(fuse_ino_t parent, const char *name)
 /* One name the scan found: keep its inode if it is the same object. */
 int
 index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
-    const struct stat *st, fuse_ino_t *id)
+    const struct stat *st, fuse_ino_t *id, enum index_seen *seen)
 {
 	struct index_conn	*c = &index_scan_c;
 	struct irow		 r;
@@ -159,8 +164,11 @@ index_scan_entry(fuse_ino_t parent, const char *name, int t, unsigned tiers,
 		    r.ctime == index_ns(&st->st_ctim) && nlink == want_nlink &&
 		    r.tier == t && r.tiers == tiers && r.partial == 0 &&
 		    r.dev == (uint64_t)st->st_dev &&
-		    r.ino == (uint64_t)st->st_ino)
+		    r.ino == (uint64_t)st->st_ino) {
+			*seen = INDEX_SEEN_SAME;
 			goto mark_name;
+		}
+		*seen = INDEX_SEEN_CHANGED;
 		q = index_q(c, Q_SET_STAT);
 		sqlite3_bind_int64(q, 1, r.id);
 		sqlite3_bind_int64(q, 2, st->st_size);
@@ -185,6 +193,9 @@ mark_name:
 		sqlite3_bind_int64(q, 3, gen);
 		rv = index_step_done(c, q, "scan mark");
 	} else {
+		*seen = found ? INDEX_SEEN_REPLACED :
+		    index_scan_first ? INDEX_SEEN_FIRST :
+		    INDEX_SEEN_NEW;
 		if (found && (rv = index_remove_dentry(c, parent, name)) != 0)
 			return (rv);
 		*id = index_find_link(c, t, st);
@@ -218,15 +229,57 @@ index_scan_conflict(fuse_ino_t parent, const char *name, int t)
 	return (rv);
 }
 
-/* Finish: sweep what the scan did not see, and say the index is whole. */
+struct index_name {
+	fuse_ino_t	 parent;
+	char		*name;
+};
+
+/*
+ * The names the sweep is about to remove, for gone: from the sweep's own
+ * transaction, so exactly those.
+ */
+static int
+index_scan_gone(struct index_conn *c, struct index_name **v, size_t *n)
+{
+	sqlite3_stmt	*q;
+	size_t		 cap = 0;
+	int		 rv;
+
+	if (sqlite3_prepare_v2(c->db, "SELECT parent, name FROM dentry "
+	    "WHERE gen < ?1", -1, &q, NULL) != SQLITE_OK)
+		return (index_err(c->db, "scan sweep"));
+	sqlite3_bind_int64(q, 1, atomic_load(&index_gen));
+	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
+		if (array_grow(v, &cap, *n + 1, sizeof **v) != 0 ||
+		    ((*v)[*n].name = strdup((const char *)
+		    sqlite3_column_text(q, 1))) == NULL) {
+			rv = SQLITE_NOMEM;
+			break;
+		}
+		(*v)[*n].parent = (fuse_ino_t)sqlite3_column_int64(q, 0);
+		(*n)++;
+	}
+	sqlite3_finalize(q);
+	return (rv == SQLITE_DONE ? 0 : index_err(c->db, "scan sweep"));
+}
+
+/*
+ * Finish: sweep what the scan did not see, and say the index is whole.
+ * gone, if not NULL, hears each name swept, once the index is committed
+ * and free for others.
+ */
 int
-index_scan_end(int ok)
+index_scan_end(int ok, void (*gone)(fuse_ino_t, const char *))
 {
 	struct index_conn	*c = &index_scan_c;
+	struct index_name	*v = NULL;
 	char			 sql[512];
+	size_t			 n = 0, i;
 	int			 rv = 0;
 
-	if (ok) {
+	if (ok && gone != NULL && !index_scan_first)
+		rv = index_scan_gone(c, &v, &n);
+	if (ok && rv == 0) {
 		snprintf(sql, sizeof sql,
 		    "DELETE FROM dentry WHERE gen < %ld;"
 		    "DELETE FROM inode WHERE id != 1 AND id NOT IN "
@@ -251,5 +304,11 @@ index_scan_end(int ok)
 	pthread_mutex_lock(&index_mtx);
 	index_scanning = 0;
 	pthread_mutex_unlock(&index_mtx);
+	for (i = 0; i < n; i++) {
+		if (rv == 0 && ok)
+			gone(v[i].parent, v[i].name);
+		free(v[i].name);
+	}
+	free(v);
 	return (rv);
 }

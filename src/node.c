@@ -862,6 +862,20 @@ node_inval(fuse_ino_t id, off_t off, off_t len)
 }
 
 /*
+ * The kernel forgets name in parent (a scan found it gone or another file
+ * there).  Never from a request on parent: the kernel holds its lock.
+ */
+void
+node_inval_entry(fuse_ino_t parent, const char *name)
+{
+	pthread_rwlock_rdlock(&node_se_lock);
+	if (node_se != NULL)
+		fuse_lowlevel_notify_inval_entry(node_se, parent, name,
+		    strlen(name));
+	pthread_rwlock_unlock(&node_se_lock);
+}
+
+/*
  * A migration switches a file's tier while clients use it.  Every
  * operation that reaches a file by name (its tier and a name in its
  * parent) runs between node_busy_enter and node_busy_leave; the switch

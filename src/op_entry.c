@@ -34,9 +34,15 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rv == -ENOENT) {
-		/* A negative entry, cached like a positive one. */
+		/*
+		 * A negative entry.  Names made through the mount replace it
+		 * in the kernel; one made directly on a tier must show once a
+		 * scan has found it, which nothing tells the kernel: held for
+		 * a second at most.
+		 */
 		struct fuse_entry_param	neg = { .ino = 0,
-		    .entry_timeout = dfs.entry_timeout };
+		    .entry_timeout = dfs.entry_timeout < DFS_NEGATIVE_TIMEOUT ?
+		    dfs.entry_timeout : DFS_NEGATIVE_TIMEOUT };
 
 		fuse_reply_entry(req, &neg);
 	} else if (rv != 0)

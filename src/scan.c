@@ -60,6 +60,69 @@ scan_cmp(const void *a, const void *b)
 	return (x->tier - y->tier);
 }
 
+/*
+ * What the kernel may cache wrongly after a scan: files changed behind
+ * dfs's back, names that now are another file or none, and names it may
+ * have been told did not exist.  It is told once the
+ * scan is over and holds nothing: a notification waits for the
+ * directory's lock, which a lookup holds while it waits for the index or
+ * a migration.
+ */
+static struct {
+	fuse_ino_t	*ids;
+	size_t		 nids, capids;
+	struct scan_name {
+		fuse_ino_t	 parent;
+		char		*name;
+	}		*names;
+	size_t		 nnames, capnames;
+} scan_stale;
+
+static void
+scan_note(fuse_ino_t parent, const char *name, fuse_ino_t id,
+    enum index_seen seen)
+{
+	struct scan_name	*sn;
+
+	if (seen == INDEX_SEEN_CHANGED &&
+	    array_grow(&scan_stale.ids, &scan_stale.capids,
+	    scan_stale.nids + 1, sizeof *scan_stale.ids) == 0)
+		scan_stale.ids[scan_stale.nids++] = id;
+	if ((seen == INDEX_SEEN_REPLACED || seen == INDEX_SEEN_NEW) &&
+	    array_grow(&scan_stale.names, &scan_stale.capnames,
+	    scan_stale.nnames + 1, sizeof *scan_stale.names) == 0) {
+		sn = &scan_stale.names[scan_stale.nnames];
+		if ((sn->name = strdup(name)) != NULL) {
+			sn->parent = parent;
+			scan_stale.nnames++;
+		}
+	}
+}
+
+/* A name the sweep removed: the kernel may still hold it. */
+static void
+scan_gone(fuse_ino_t parent, const char *name)
+{
+	scan_note(parent, name, 0, INDEX_SEEN_REPLACED);
+}
+
+static void
+scan_tell_kernel(void)
+{
+	size_t	i;
+
+	for (i = 0; i < scan_stale.nids; i++)
+		node_inval(scan_stale.ids[i], 0, 0);
+	for (i = 0; i < scan_stale.nnames; i++) {
+		node_inval_entry(scan_stale.names[i].parent,
+		    scan_stale.names[i].name);
+		free(scan_stale.names[i].name);
+	}
+	free(scan_stale.ids);
+	free(scan_stale.names);
+	memset(&scan_stale, 0, sizeof scan_stale);
+}
+
 /* Scan directory id, open on the tiers whose fds are >= 0. */
 static int
 scan_dir(fuse_ino_t id, const int *fds)
@@ -68,6 +131,7 @@ scan_dir(fuse_ino_t id, const int *fds)
 	struct stat	 st;
 	struct dirent_m	*e;
 	fuse_ino_t	 cid;
+	enum index_seen	 seen;
 	size_t		 i, j, k;
 	unsigned	 mask;
 	int		 cfds[DFS_MAX_TIERS], t, rv = 0;
@@ -139,7 +203,11 @@ scan_dir(fuse_ino_t id, const int *fds)
 			}
 			atomic_fetch_add(&scan_files, 1);
 		}
-		rv = index_scan_entry(id, e->name, e->tier, mask, &st, &cid);
+		rv = index_scan_entry(id, e->name, e->tier, mask, &st, &cid,
+		    &seen);
+		if (rv == 0 && seen != INDEX_SEEN_SAME &&
+		    seen != INDEX_SEEN_FIRST)
+			scan_note(id, e->name, cid, seen);
 		if (rv == 0 && mask != 0)
 			rv = scan_dir(cid, cfds);
 		for (t = 0; t < dfs.ntiers; t++)
@@ -173,10 +241,11 @@ scan_main(void *arg)
 		rv = -EIO;
 	} else {
 		rv = scan_dir(FUSE_ROOT_ID, fds);
-		if (index_scan_end(rv == 0) != 0 && rv == 0)
+		if (index_scan_end(rv == 0, scan_gone) != 0 && rv == 0)
 			rv = -EIO;
 	}
 	scan_release();
+	scan_tell_kernel();
 	atomic_store(&scan_error, -rv);
 	atomic_store(&scan_finished, (long)time(NULL));
 	if (rv == 0) {

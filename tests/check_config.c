@@ -87,8 +87,8 @@ START_TEST(test_minimal)
 	ck_assert_int_eq(conf->allow_other, 0);
 	ck_assert_uint_eq(conf->nfuse_options, 0);
 	ck_assert_ptr_null(conf->fuse_options);
-	ck_assert_double_eq(conf->attr_timeout, 1.0);
-	ck_assert_double_eq(conf->entry_timeout, 1.0);
+	ck_assert_double_eq(conf->attr_timeout, 60.0);
+	ck_assert_double_eq(conf->entry_timeout, 60.0);
 	ck_assert_uint_eq(conf->npolicies, 0);
 
 	m = &conf->migration;

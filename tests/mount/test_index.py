@@ -104,7 +104,10 @@ def test_stale_row_moved_behind_back():
         os.mkdir(m.t(0, "d"))
         os.mkdir(m.t(1, "d"))
         write_file(m.t(0, "d", "f"), "deep")
-    with CtlMount(populate=pop) as m:
+    # Lookups repair what they find stale once the kernel asks again; with
+    # the default minute a scan would tell it first (the test above).
+    with CtlMount(populate=pop,
+                  opts="entry_timeout=1,attr_timeout=1") as m:
         wait_scanned(m)
         eq(ok(m, "where", "mv", "cp", "d/f"),
            "mv  tier0\ncp  tier0\nd/f  tier0\n", "where before")
@@ -280,6 +283,46 @@ def test_scan_finds_new_files():
         j = json.loads(ok(m, "--json", "scan"))
         eq(j, {"started": True}, "scan --json")
         wait_scanned(m)
+
+
+def test_scan_tells_the_kernel_what_changed_behind_back():
+    """The kernel keeps names and attributes for a minute (entry_timeout,
+    attr_timeout): a scan that finds a change made on a tier directly must
+    make it drop what it holds, at once."""
+    def pop(m):
+        write_file(m.t(0, "grown"), "a")
+        write_file(m.t(1, "gone"), "g")
+        write_file(m.t(0, "other"), "old")
+        os.mkdir(m.t(1, "dir"))
+        write_file(m.t(1, "dir", "f"), "f")
+    with CtlMount(populate=pop) as m:
+        wait_scanned(m)
+        # the kernel now holds each of these, and that "later" is absent
+        eq(os.lstat(m.p("grown")).st_size, 1, "grown: size")
+        check(os.path.exists(m.p("gone")), "gone is there")
+        ino = os.lstat(m.p("other")).st_ino
+        eq(read_file(m.p("dir", "f")), b"f", "dir/f")
+        check(enoent(m.p("later")), "later: not yet")
+
+        write_file(m.t(0, "grown"), "abcdef")
+        os.unlink(m.t(1, "gone"))
+        os.unlink(m.t(0, "other"))
+        write_file(m.t(1, "other"), "new!")
+        os.unlink(m.t(1, "dir", "f"))
+        os.rmdir(m.t(1, "dir"))
+        write_file(m.t(1, "later"), "l")
+        ok(m, "scan", "--wait")
+
+        eq(os.lstat(m.p("grown")).st_size, 6, "grown: size after the scan")
+        eq(read_file(m.p("grown")), b"abcdef", "grown: content")
+        check(enoent(m.p("gone")), "gone: still there after the scan")
+        st = os.lstat(m.p("other"))
+        check(st.st_ino != ino, "other: the old file's inode number")
+        eq(read_file(m.p("other")), b"new!", "other: content")
+        check(enoent(m.p("dir")), "dir: still there after the scan")
+        eq(read_file(m.p("later")), b"l", "later: after the scan")
+        eq(sorted(os.listdir(m.p())), ["grown", "later", "other"],
+           "listing")
 
 
 def test_scan_busy():
