@@ -450,6 +450,12 @@ int	index_journal(struct jrow **, size_t *);
 /* index_scan.c */
 int	index_scan_begin(unsigned, char **);
 int	index_scan_tier(fuse_ino_t, const char *);
+/* A name in a directory, held apart from both. */
+struct name_at {
+	fuse_ino_t	 parent;
+	char		*name;
+};
+
 /* What index_scan_entry found of a name, against the index's row. */
 enum index_seen {
 	INDEX_SEEN_SAME,	/* as the row says */

@@ -229,17 +229,12 @@ index_scan_conflict(fuse_ino_t parent, const char *name, int t)
 	return (rv);
 }
 
-struct index_name {
-	fuse_ino_t	 parent;
-	char		*name;
-};
-
 /*
  * The names the sweep is about to remove, for gone: from the sweep's own
  * transaction, so exactly those.
  */
 static int
-index_scan_gone(struct index_conn *c, struct index_name **v, size_t *n)
+index_scan_gone(struct index_conn *c, struct name_at **v, size_t *n)
 {
 	sqlite3_stmt	*q;
 	size_t		 cap = 0;
@@ -272,7 +267,7 @@ int
 index_scan_end(int ok, void (*gone)(fuse_ino_t, const char *))
 {
 	struct index_conn	*c = &index_scan_c;
-	struct index_name	*v = NULL;
+	struct name_at	*v = NULL;
 	char			 sql[512];
 	size_t			 n = 0, i;
 	int			 rv = 0;

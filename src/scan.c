@@ -71,10 +71,7 @@ scan_cmp(const void *a, const void *b)
 static struct {
 	fuse_ino_t	*ids;
 	size_t		 nids, capids;
-	struct scan_name {
-		fuse_ino_t	 parent;
-		char		*name;
-	}		*names;
+	struct name_at	*names;
 	size_t		 nnames, capnames;
 } scan_stale;
 
@@ -82,7 +79,7 @@ static void
 scan_note(fuse_ino_t parent, const char *name, fuse_ino_t id,
     enum index_seen seen)
 {
-	struct scan_name	*sn;
+	struct name_at		*sn;
 
 	if (seen == INDEX_SEEN_CHANGED &&
 	    array_grow(&scan_stale.ids, &scan_stale.capids,
