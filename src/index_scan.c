@@ -229,10 +229,7 @@ index_scan_conflict(fuse_ino_t parent, const char *name, int t)
 	return (rv);
 }
 
-/*
- * The names the sweep is about to remove, for gone: from the sweep's own
- * transaction, so exactly those.
- */
+/* Sweep the names the scan did not see, keeping them for gone. */
 static int
 index_scan_gone(struct index_conn *c, struct name_at **v, size_t *n)
 {
@@ -240,8 +237,8 @@ index_scan_gone(struct index_conn *c, struct name_at **v, size_t *n)
 	size_t		 cap = 0;
 	int		 rv;
 
-	if (sqlite3_prepare_v2(c->db, "SELECT parent, name FROM dentry "
-	    "WHERE gen < ?1", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(c->db, "DELETE FROM dentry WHERE gen < ?1 "
+	    "RETURNING parent, name", -1, &q, NULL) != SQLITE_OK)
 		return (index_err(c->db, "scan sweep"));
 	sqlite3_bind_int64(q, 1, atomic_load(&index_gen));
 	while ((rv = sqlite3_step(q)) == SQLITE_ROW) {
@@ -270,19 +267,22 @@ index_scan_end(int ok, void (*gone)(fuse_ino_t, const char *))
 	struct name_at	*v = NULL;
 	char			 sql[512];
 	size_t			 n = 0, i;
-	int			 rv = 0;
+	int			 rv = 0, swept = 0;
 
-	if (ok && gone != NULL && !index_scan_first)
+	if (ok && gone != NULL && !index_scan_first) {
 		rv = index_scan_gone(c, &v, &n);
+		swept = 1;
+	}
 	if (ok && rv == 0) {
+		/* Names swept above are not swept again: a constant false. */
 		snprintf(sql, sizeof sql,
-		    "DELETE FROM dentry WHERE gen < %ld;"
+		    "DELETE FROM dentry WHERE %d = 0 AND gen < %ld;"
 		    "DELETE FROM inode WHERE id != 1 AND id NOT IN "
 		    "(SELECT inode FROM dentry);"
 		    "INSERT OR REPLACE INTO meta VALUES ('scanned', 1);"
 		    "INSERT OR REPLACE INTO meta VALUES ('ntiers', %d);"
 		    "INSERT OR REPLACE INTO meta VALUES ('gen', %ld);",
-		    atomic_load(&index_gen), dfs.ntiers,
+		    swept, atomic_load(&index_gen), dfs.ntiers,
 		    atomic_load(&index_gen));
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			rv = index_err(c->db, "scan sweep");
